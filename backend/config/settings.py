@@ -1,0 +1,101 @@
+"""Service settings, read from the environment and `.env` (names as the seed README gives them)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SPECIALISTS_FILE = Path(__file__).resolve().parent.parent / "specialists" / "specialists.yaml"
+
+# Used only when ENVIRONMENT=development and USER_HASH_SECRET is unset, so a fresh
+# clone runs; any other environment refuses to start without a real secret.
+DEV_USER_HASH_SECRET = "dev-only-user-hash-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see `.env.example` for one line of documentation each."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Literal["development", "production", "test"] = "development"
+    log_level: str = "INFO"
+
+    # Providers: keys, base URLs (SDK conventions) and timeouts.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_timeout_seconds: float = Field(default=120.0, gt=0)
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_version: str = "2023-06-01"
+    anthropic_timeout_seconds: float = Field(default=120.0, gt=0)
+    google_api_key: SecretStr | None = None
+    google_base_url: str = "https://generativelanguage.googleapis.com"
+    google_api_version: str = "v1beta"
+    google_timeout_seconds: float = Field(default=120.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Specialists and pricing.
+    specialists_file: Path = DEFAULT_SPECIALISTS_FILE
+    # JSON object: {"model-name": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}}, USD per million.
+    price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    # Request limits (never forwarded upstream when exceeded).
+    max_message_chars: int = Field(default=32_000, gt=0)
+    max_history_messages: int = Field(default=50, ge=0)
+    max_total_chars: int = Field(default=200_000, gt=0)
+
+    # Database.
+    database_url: str = "sqlite:///./ai_portal.db"
+
+    # Rate limiting.
+    rate_limit_requests: int = Field(default=60, gt=0)
+    rate_limit_window_seconds: float = Field(default=3600, gt=0)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Identity: the front end passes the signed-in user's email in this header.
+    user_email_header: str = "X-User-Email"
+    user_hash_secret: SecretStr | None = None
+
+    # CORS.
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://localhost:8501"]
+    )
+
+    @field_validator("openai_base_url", "anthropic_base_url", "google_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment != "development" and not self.user_hash_secret:
+            raise ValueError(
+                "USER_HASH_SECRET must be set when ENVIRONMENT is not development"
+            )
+        return self
+
+    def hash_secret(self) -> bytes:
+        """The HMAC key for user identities (a fixed dev key only in development)."""
+        secret = self.user_hash_secret.get_secret_value() if self.user_hash_secret else ""
+        return (secret or DEV_USER_HASH_SECRET).encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, cached; tests override the dependency instead."""
+    return Settings()

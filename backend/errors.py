@@ -1,0 +1,29 @@
+"""The root of the service's error tree; only `api/errors.py` turns these into HTTP."""
+
+from __future__ import annotations
+
+
+class PortalError(Exception):
+    """Base of every error the service raises on purpose.
+
+    `code` is the stable machine-readable name clients see; `message` is safe to show
+    (never a key, a raw upstream body or a stack trace).
+    """
+
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(PortalError):
+    """The request is well-formed JSON but breaks a rule (roles, limits)."""
+
+    code = "invalid_request"
+
+
+class RequestTooLarge(InvalidRequest):
+    """A message, the history or the whole conversation is over its configured limit."""
+
+    code = "request_too_large"

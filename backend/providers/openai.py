@@ -1,0 +1,131 @@
+"""OpenAI Chat Completions, and any OpenAI-compatible server (Ollama, vLLM) by base URL.
+
+Wire format: POST {base_url}/chat/completions, `Authorization: Bearer`; streams are SSE
+`data:` frames ending in `data: [DONE]`; usage comes on an extra last chunk with empty
+`choices`, and only when `stream_options.include_usage` is set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from backend.providers.base import (
+    Completion,
+    CompletionRequest,
+    Provider,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+from backend.providers.errors import ProviderError, ProviderStreamCut, ProviderUnavailable
+from backend.providers.http import Timeouts, error_text, post, read_json, redact
+from backend.providers.sse import iter_sse
+
+# Reasoning models refuse `max_tokens` and any non-default temperature.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+
+
+class OpenAIProvider(Provider):
+    """Speaks Chat Completions over a shared aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str | None,
+        timeouts: Timeouts,
+        name: str = "openai",
+    ) -> None:
+        self.name = name
+        self._session = session
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeouts.client_timeout()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """One non-streaming call."""
+        async with self._post(_body(request, stream=False)) as response:
+            data = await read_json(response, self.name)
+        choice = (data.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        return Completion(
+            text=message.get("content") or "",
+            model=data.get("model") or request.model,
+            usage=_usage(data.get("usage")),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Relay content deltas; end with the usage chunk's counts."""
+        model, usage, finish = request.model, None, None
+        async with self._post(_body(request, stream=True)) as response:
+            async for event in iter_sse(response.content):
+                if event.data == "[DONE]":
+                    yield StreamEnd(model=model, usage=usage, finish_reason=finish)
+                    return
+                chunk = orjson.loads(event.data)
+                if "error" in chunk and chunk["error"]:
+                    raise _stream_error(self.name, chunk["error"])
+                model = chunk.get("model") or model
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"])
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield TextDelta(text)
+                    finish = choice.get("finish_reason") or finish
+        raise ProviderStreamCut(f"{self.name} stream ended without [DONE]", provider=self.name)
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        return post(
+            self._session, self._url, provider=self.name, headers=self._headers, body=body,
+            timeout=self._timeout, read_error=_read_error,
+        )
+
+
+def _body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    reasoning = bool(_REASONING_MODEL.match(request.model))
+    if request.max_output_tokens is not None:
+        body["max_completion_tokens" if reasoning else "max_tokens"] = request.max_output_tokens
+    if request.temperature is not None and not reasoning:
+        body["temperature"] = request.temperature
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=raw.get("prompt_tokens") or 0,
+        output_tokens=raw.get("completion_tokens") or 0,
+        cached_input_tokens=details.get("cached_tokens"),
+    )
+
+
+def _read_error(raw: bytes) -> str:
+    return error_text(raw, "error", "message")
+
+
+def _stream_error(provider: str, error: Any) -> ProviderError:
+    # A mid-stream `{"error": ...}` frame: the HTTP status was already 200, so it counts
+    # as the upstream failing rather than as our request being wrong.
+    message = error.get("message", "") if isinstance(error, dict) else str(error)
+    return ProviderUnavailable(f"{provider} stream error: {redact(message)}", provider=provider)
