@@ -16,6 +16,10 @@ class PortalError(Exception):
         super().__init__(message)
         self.message = message
 
+    def body(self) -> dict[str, object]:
+        """The JSON error body clients see (HTTP error responses and SSE error events)."""
+        return {"error": self.code, "message": self.message}
+
 
 class InvalidRequest(PortalError):
     """The request is well-formed JSON but breaks a rule (roles, limits)."""

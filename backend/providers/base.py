@@ -34,7 +34,12 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts for one call. `reported` is False when we estimated them ourselves."""
+    """Token counts for one call. `reported` is False when we estimated them ourselves.
+
+    `input_tokens` counts every input token the call processed, cached ones included (the
+    OpenAI and Gemini convention; the Anthropic adapter adds its separately reported cache
+    reads and writes), so `cached_input_tokens` is a part of it, never extra.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0

@@ -16,6 +16,10 @@ class ProviderError(PortalError):
         self.provider = provider
         self.status = status
 
+    def body(self) -> dict[str, object]:
+        """The error body, naming the provider that failed."""
+        return {**super().body(), "provider": self.provider}
+
 
 class ProviderAuthError(ProviderError):
     """The provider refused our credentials (401/403)."""
