@@ -1,0 +1,124 @@
+"""The one place that knows HTTP statuses: the error tree in, JSON error responses out."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+import orjson
+from starlette.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.errors import InvalidRequest, PortalError, RequestTooLarge
+from backend.providers.errors import (
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderStreamCut,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from backend.ratelimit.base import RateLimitExceeded
+from backend.specialists.manager import SpecialistNotFound
+
+log = logging.getLogger(__name__)
+
+
+class JSONError(Response):
+    """A JSON response encoded with orjson (FastAPI's ORJSONResponse is deprecated)."""
+
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        """Encode the body."""
+        return orjson.dumps(content)
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
+    (RequestTooLarge, 413),
+    (InvalidRequest, 422),
+    (SpecialistNotFound, 404),
+    (RateLimitExceeded, 429),
+    (ProviderNotConfigured, 503),
+    (ProviderTimeout, 504),
+    (ProviderRateLimited, 503),
+    (ProviderUnavailable, 503),
+    (ProviderAuthError, 502),
+    (ProviderBadRequest, 502),
+    (ProviderStreamCut, 502),
+    (ProviderError, 502),
+)
+
+
+def status_for(exc: PortalError) -> int:
+    """The HTTP status for a domain error (500 for one with no mapping)."""
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def portal_error(request: Request, exc: Exception) -> JSONError:
+    """Any `PortalError` -> its status and JSON body (Retry-After where one applies)."""
+    assert isinstance(exc, PortalError)
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, ProviderError):
+        log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)
+    return JSONError(
+        {**exc.body(), "request_id": _request_id(request)}, status_code=status, headers=headers
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONError:
+    """Malformed or invalid bodies -> 422 with the fields at fault (never the input echoed)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    return JSONError(
+        {
+            "error": "invalid_request",
+            "message": "the request body is not valid",
+            "detail": problems,
+            "request_id": _request_id(request),
+        },
+        status_code=422,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> JSONError:
+    """Framework errors (404 route, 405 method) in the same JSON shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONError(
+        {"error": f"http_{exc.status_code}", "message": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONError:
+    """A bug: log it with its trace, show the client only a request id."""
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return JSONError(
+        {"error": "internal_error", "message": "internal error", "request_id": _request_id(request)},
+        status_code=500,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register every handler on the app."""
+    app.add_exception_handler(PortalError, portal_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

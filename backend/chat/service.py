@@ -1,0 +1,261 @@
+"""The chat orchestration: specialist lookup, limits, the provider call, usage and cost.
+
+Routes call `prepare` then `send` or `open_stream`; everything that can fail before the
+first byte fails there, as an exception the error seam turns into a status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from backend.chat.schemas import ChatRequest, ChatResponse
+from backend.config.pricing import PriceBook
+from backend.errors import PortalError, RequestTooLarge
+from backend.providers.base import (
+    Completion,
+    CompletionRequest,
+    Message,
+    Provider,
+    StreamEnd,
+    StreamEvent,
+    Usage,
+)
+from backend.providers.factory import ProviderFactory
+from backend.specialists.manager import SpecialistManager
+from backend.specialists.types import Specialist
+from backend.usage.record import UsageRecord
+from backend.usage.recorder import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    """Request size limits; over them is a 413 and nothing goes upstream."""
+
+    max_message_chars: int
+    max_history_messages: int
+    max_total_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who asked, and when the request arrived (latency runs from here to the last byte)."""
+
+    request_id: str
+    received_at: float  # time.perf_counter() at receipt
+    user_email_hash: str | None = None
+    rate_limit_key_kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChat:
+    """A validated request, bound to its specialist and provider, ready to run."""
+
+    context: RequestContext
+    specialist: Specialist
+    provider: Provider
+    request: CompletionRequest
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one interaction produced, for its usage record and final event."""
+
+    model: str
+    usage: Usage | None = None
+    output_chars: int = 0
+    error: PortalError | None = None
+    error_kind: str | None = None
+
+
+class ChatService:
+    """Runs chat interactions and records each one exactly once."""
+
+    def __init__(
+        self,
+        *,
+        specialists: SpecialistManager,
+        providers: ProviderFactory,
+        prices: PriceBook,
+        recorder: UsageRecorder,
+        limits: ChatLimits,
+    ) -> None:
+        self._specialists = specialists
+        self._providers = providers
+        self._prices = prices
+        self._recorder = recorder
+        self._limits = limits
+
+    def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
+        """Look up the specialist and provider and check limits; raise before any upstream call."""
+        specialist = self._specialists.get(body.specialist_id)
+        _check_limits(body, self._limits)
+        provider = self._providers.get(specialist.target)
+        messages = tuple(Message(m.role, m.content) for m in body.conversation_history)
+        request = CompletionRequest(
+            model=specialist.model,
+            messages=(*messages, Message("user", body.message)),
+            system=specialist.system_prompt or None,
+            temperature=specialist.temperature,
+            max_output_tokens=specialist.max_output_tokens,
+        )
+        return PreparedChat(context, specialist, provider, request)
+
+    async def send(self, chat: PreparedChat) -> ChatResponse:
+        """Run a non-streaming call and record it, however it ends."""
+        outcome = Outcome(model=chat.request.model)
+        try:
+            completion: Completion = await chat.provider.complete(chat.request)
+            outcome.model, outcome.usage = completion.model, completion.usage
+            outcome.output_chars = len(completion.text)
+        except PortalError as exc:
+            outcome.error, outcome.error_kind = exc, exc.code
+            raise
+        except BaseException as exc:  # cancelled (client gone) or a bug: still one record
+            outcome.error_kind = _interrupted_kind(exc)
+            raise
+        finally:
+            record = self._record(chat, outcome, streamed=False)
+        return ChatResponse(
+            content=completion.text,
+            specialist_id=str(chat.specialist.id),
+            specialist_name=chat.specialist.name,
+            provider=chat.provider.name,
+            model=outcome.model,
+            input_tokens=record.input_tokens,
+            output_tokens=record.output_tokens,
+            estimated_cost_usd=record.estimated_cost_usd,
+            latency_ms=record.latency_ms,
+            request_id=chat.context.request_id,
+        )
+
+    async def open_stream(self, chat: PreparedChat) -> ChatStream:
+        """Start the upstream stream and wait for its first event, so early failures get a status."""
+        events = aiter(chat.provider.stream(chat.request))
+        outcome = Outcome(model=chat.request.model)
+        try:
+            first = await anext(events)
+        except BaseException as exc:
+            outcome.error = exc if isinstance(exc, PortalError) else None
+            outcome.error_kind = exc.code if isinstance(exc, PortalError) else _interrupted_kind(exc)
+            self._record(chat, outcome, streamed=True)
+            raise
+        return ChatStream(self, chat, first, events, outcome)
+
+    def _record(self, chat: PreparedChat, outcome: Outcome, *, streamed: bool) -> UsageRecord:
+        usage = outcome.usage or _estimate(chat.request, outcome.output_chars)
+        context = chat.context
+        record = UsageRecord(
+            request_id=context.request_id,
+            timestamp=datetime.now(UTC),
+            user_email_hash=context.user_email_hash,
+            specialist_id=str(chat.specialist.id),
+            specialist_name=chat.specialist.name,
+            provider=chat.provider.name,
+            model=outcome.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            estimated_cost_usd=self._prices.estimate(chat.provider.name, outcome.model, usage),
+            latency_ms=round((time.perf_counter() - context.received_at) * 1000, 3),
+            success=outcome.error_kind is None,
+            streamed=streamed,
+            error_kind=outcome.error_kind,
+            cached_input_tokens=usage.cached_input_tokens,
+            tokens_estimated=not usage.reported,
+            specialist_version=chat.specialist.version,
+            prompt_hash=chat.specialist.prompt_hash,
+            rate_limit_key_kind=context.rate_limit_key_kind,
+        )
+        self._recorder.record(record)
+        return record
+
+
+class ChatStream:
+    """An upstream stream whose first event has arrived; iterate it for the rest."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        chat: PreparedChat,
+        first: StreamEvent,
+        rest: AsyncIterator[StreamEvent],
+        outcome: Outcome,
+    ) -> None:
+        self.chat = chat
+        self._service = service
+        self._first: StreamEvent | None = first
+        self._rest = rest
+        self.outcome = outcome
+        self.record: UsageRecord | None = None
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Yield every event; record the interaction when the stream ends, however it ends."""
+        outcome = self.outcome
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield self._observe(first)
+            async for event in self._rest:
+                yield self._observe(event)
+        except PortalError as exc:
+            outcome.error, outcome.error_kind = exc, exc.code
+            raise
+        except BaseException as exc:
+            outcome.error_kind = _interrupted_kind(exc)
+            raise
+        finally:
+            await _close(self._rest)
+            self.record = self._service._record(self.chat, outcome, streamed=True)
+
+    def _observe(self, event: StreamEvent) -> StreamEvent:
+        if isinstance(event, StreamEnd):
+            self.outcome.model, self.outcome.usage = event.model, event.usage
+        else:
+            self.outcome.output_chars += len(event.text)
+        return event
+
+
+async def _close(events: AsyncIterator[StreamEvent]) -> None:
+    # Closing the provider's generator releases (and, mid-body, drops) the upstream connection.
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _interrupted_kind(exc: BaseException) -> str:
+    # CancelledError / GeneratorExit: the client went away or the server is shutting down.
+    if isinstance(exc, (GeneratorExit,)) or type(exc).__name__ == "CancelledError":
+        return "client_disconnected"
+    return "internal_error"
+
+
+def _check_limits(body: ChatRequest, limits: ChatLimits) -> None:
+    if len(body.message) > limits.max_message_chars:
+        raise RequestTooLarge(f"message is over {limits.max_message_chars} characters")
+    if len(body.conversation_history) > limits.max_history_messages:
+        raise RequestTooLarge(
+            f"conversation_history has more than {limits.max_history_messages} messages"
+        )
+    total = len(body.message)
+    for turn in body.conversation_history:
+        if len(turn.content) > limits.max_message_chars:
+            raise RequestTooLarge(
+                f"a history message is over {limits.max_message_chars} characters"
+            )
+        total += len(turn.content)
+    if total > limits.max_total_chars:
+        raise RequestTooLarge(f"the conversation is over {limits.max_total_chars} characters")
+
+
+def _estimate(request: CompletionRequest, output_chars: int) -> Usage:
+    # When a provider reported nothing (a disconnect before its usage, or a server that never
+    # reports it): about four characters a token, flagged as estimated, never passed off as real.
+    prompt_chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    return Usage(
+        input_tokens=(prompt_chars + 3) // 4, output_tokens=(output_chars + 3) // 4, reported=False
+    )

@@ -1,0 +1,42 @@
+"""The async SQLAlchemy engine, from the seed's DATABASE_URL forms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# The seed writes plain URLs; we pick the async driver so users never have to.
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`; `postgresql://` -> `+asyncpg`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("DATABASE_URL must look like sqlite:///./file.db or postgresql://...")
+    base = scheme.split("+", 1)[0]
+    if base not in _DRIVERS:
+        raise ValueError(f"DATABASE_URL scheme {scheme!r} is not sqlite or postgresql")
+    return f"{_DRIVERS[base]}://{rest}"
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An engine for DATABASE_URL; SQLite gets WAL so readers don't block the writer."""
+    engine = create_async_engine(async_url(url), **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,137 @@
+"""The FastAPI application: `create_app()` wires settings into services at start-up.
+
+Run with `python -m uvicorn backend.main:app --port 8000`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import ValidationError
+
+from backend.api import errors
+from backend.api.context import RequestContextMiddleware
+from backend.api.deps import Services
+from backend.chat.service import ChatLimits, ChatService
+from backend.config.pricing import PriceBook
+from backend.config.settings import Settings, get_settings
+from backend.database.engine import make_engine
+from backend.providers.factory import ProviderFactory
+from backend.ratelimit.keys import parse_networks
+from backend.ratelimit.memory import MemoryRateLimiter
+from backend.ratelimit.policy import RatePolicy
+from backend.routes import chat, health, specialists
+from backend.specialists.manager import SpecialistManager
+from backend.usage.recorder import UsageRecorder
+from backend.usage.table import metadata
+
+log = logging.getLogger("backend")
+
+
+class SettingsError(SystemExit):
+    """A setting is missing or wrong; the message names the environment variable."""
+
+
+def load_settings() -> Settings:
+    """Read settings, turning a validation error into a message naming each variable."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+async def build_services(settings: Settings) -> Services:
+    """Build every shared service from settings (called once, by the lifespan)."""
+    specialists = SpecialistManager.from_file(settings.specialists_file)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
+    )
+    engine = make_engine(settings.database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    recorder = UsageRecorder(engine)
+    recorder.start()
+    providers = ProviderFactory(settings, session, os.environ)
+    chat_service = ChatService(
+        specialists=specialists,
+        providers=providers,
+        prices=PriceBook(settings.price_overrides),
+        recorder=recorder,
+        limits=ChatLimits(
+            max_message_chars=settings.max_message_chars,
+            max_history_messages=settings.max_history_messages,
+            max_total_chars=settings.max_total_chars,
+        ),
+    )
+    return Services(
+        settings=settings,
+        session=session,
+        engine=engine,
+        specialists=specialists,
+        providers=providers,
+        recorder=recorder,
+        limiter=MemoryRateLimiter(),
+        policy=RatePolicy(settings.rate_limit_requests, settings.rate_limit_window_seconds),
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+        chat=chat_service,
+    )
+
+
+async def close_services(services: Services) -> None:
+    """Drain usage records, then close connections, in that order."""
+    await services.recorder.close()
+    await services.limiter.close()
+    await services.session.close()
+    await services.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application; tests pass their own settings."""
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await build_services(settings)
+        log.info("AI Portal backend ready: %d specialists", len(app.state.services.specialists.enabled()))
+        try:
+            yield
+        finally:
+            await close_services(app.state.services)
+
+    app = FastAPI(
+        title="AI Portal Backend",
+        version="2.0.0",
+        description="Chat with the portal's specialists over REST and Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=[
+            "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+            "Retry-After",
+        ],
+    )
+    app.add_middleware(RequestContextMiddleware)
+    errors.install(app)
+    app.include_router(chat.router)
+    app.include_router(specialists.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,75 @@
+"""Loads and validates the specialists file, and looks specialists up by id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import yaml
+from pydantic import ValidationError
+
+from backend.errors import PortalError
+from backend.specialists.types import Specialist
+
+
+class SpecialistNotFound(PortalError):
+    """No enabled specialist has this id."""
+
+    code = "specialist_not_found"
+
+
+class SpecialistsFileError(ValueError):
+    """The specialists file is missing or invalid; raised at start-up with the file's path."""
+
+
+class SpecialistManager:
+    """An immutable set of specialists, loaded once at start-up."""
+
+    def __init__(self, specialists: list[Specialist]) -> None:
+        self._by_id: dict[str, Specialist] = {}
+        for specialist in specialists:
+            key = str(specialist.id)
+            if key in self._by_id:
+                raise SpecialistsFileError(f"duplicate specialist id {key}")
+            self._by_id[key] = specialist
+
+    @classmethod
+    def from_file(cls, path: Path) -> SpecialistManager:
+        """Read a YAML file whose top level is `specialists: [...]`."""
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SpecialistsFileError(f"cannot read SPECIALISTS_FILE {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise SpecialistsFileError(f"SPECIALISTS_FILE {path} is not valid YAML: {exc}") from exc
+        items = raw.get("specialists") if isinstance(raw, dict) else None
+        if not isinstance(items, list):
+            raise SpecialistsFileError(f"SPECIALISTS_FILE {path} needs a top-level 'specialists' list")
+        specialists = []
+        for index, item in enumerate(items):
+            try:
+                specialists.append(Specialist.model_validate(item))
+            except ValidationError as exc:
+                raise SpecialistsFileError(
+                    f"SPECIALISTS_FILE {path}: specialist #{index + 1} is invalid: {exc}"
+                ) from exc
+        return cls(specialists)
+
+    def get(self, specialist_id: str) -> Specialist:
+        """The enabled specialist with this id; `SpecialistNotFound` otherwise."""
+        specialist = self._by_id.get(_normalise(specialist_id))
+        if specialist is None or not specialist.enabled:
+            raise SpecialistNotFound(f"no enabled specialist with id {specialist_id!r}")
+        return specialist
+
+    def enabled(self) -> list[Specialist]:
+        """Every enabled specialist, in file order."""
+        return [s for s in self._by_id.values() if s.enabled]
+
+
+def _normalise(specialist_id: str) -> str:
+    # Accept any UUID spelling (upper case, no hyphens); unknown shapes simply miss.
+    try:
+        return str(UUID(specialist_id))
+    except (ValueError, AttributeError, TypeError):
+        return specialist_id
