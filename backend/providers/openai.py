@@ -72,8 +72,8 @@ class OpenAIProvider(Provider):
                 if event.data == "[DONE]":
                     yield StreamEnd(model=model, usage=usage, finish_reason=finish)
                     return
-                chunk = orjson.loads(event.data)
-                if "error" in chunk and chunk["error"]:
+                chunk = _parse_chunk(self.name, event.data)
+                if chunk.get("error"):
                     raise _stream_error(self.name, chunk["error"])
                 model = chunk.get("model") or model
                 if chunk.get("usage"):
@@ -122,6 +122,17 @@ def _usage(raw: dict[str, Any] | None) -> Usage | None:
 
 def _read_error(raw: bytes) -> str:
     return error_text(raw, "error", "message")
+
+
+def _parse_chunk(provider: str, data: str) -> Any:
+    # A compatible server or a proxy in between can garble a frame (an HTML error page,
+    # say); that is a broken stream, not a bare JSONDecodeError escaping our error tree.
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProviderStreamCut(
+            f"{provider} sent a stream frame that is not JSON", provider=provider
+        ) from exc
 
 
 def _stream_error(provider: str, error: Any) -> ProviderError:
