@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
-        log.info("AI Portal backend ready: %d specialists", len(app.state.services.specialists.enabled()))
+        ready = len(app.state.services.specialists.enabled())
+        log.info("AI Portal backend ready: %d specialists", ready)
         try:
             yield
         finally:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-import orjson
-from starlette.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from backend.errors import InvalidRequest, PortalError, RequestTooLarge
 from backend.providers.errors import (
@@ -35,6 +35,7 @@ class JSONError(Response):
     def render(self, content: object) -> bytes:
         """Encode the body."""
         return orjson.dumps(content)
+
 
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
@@ -111,7 +112,11 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONError:
     """A bug: log it with its trace, show the client only a request id."""
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return JSONError(
-        {"error": "internal_error", "message": "internal error", "request_id": _request_id(request)},
+        {
+            "error": "internal_error",
+            "message": "internal error",
+            "request_id": _request_id(request),
+        },
         status_code=500,
     )
 

@@ -135,14 +135,16 @@ class ChatService:
         )
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
-        """Start the upstream stream and wait for its first event, so early failures get a status."""
+        """Start the stream and await its first event, so early failures still get a status."""
         events = aiter(chat.provider.stream(chat.request))
         outcome = Outcome(model=chat.request.model)
         try:
             first = await anext(events)
         except BaseException as exc:
             outcome.error = exc if isinstance(exc, PortalError) else None
-            outcome.error_kind = exc.code if isinstance(exc, PortalError) else _interrupted_kind(exc)
+            outcome.error_kind = (
+                exc.code if isinstance(exc, PortalError) else _interrupted_kind(exc)
+            )
             self._record(chat, outcome, streamed=True)
             raise
         return ChatStream(self, chat, first, events, outcome)

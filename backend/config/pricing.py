@@ -13,7 +13,6 @@ from genai_prices import calc_price
 
 from backend.providers.base import Usage
 
-
 # genai-prices knows these providers by the same ids; the rest are ours.
 _PRICE_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
 # Providers whose calls cost nothing by construction.

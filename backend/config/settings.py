@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_SPECIALISTS_FILE = Path(__file__).resolve().parent.parent / "specialists" / "specialists.yaml"
+DEFAULT_SPECIALISTS_FILE = (
+    Path(__file__).resolve().parent.parent / "specialists" / "specialists.yaml"
+)
 
 # Used only when ENVIRONMENT=development and USER_HASH_SECRET is unset, so a fresh
 # clone runs; any other environment refuses to start without a real secret.

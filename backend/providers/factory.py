@@ -34,9 +34,13 @@ class ProviderTarget:
 Builder = Callable[[Settings, aiohttp.ClientSession, ProviderTarget, str | None], Provider]
 
 
-def _openai(s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None) -> Provider:
+def _openai(
+    s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None
+) -> Provider:
     return OpenAIProvider(
-        session, base_url=s.openai_base_url, api_key=key,
+        session,
+        base_url=s.openai_base_url,
+        api_key=key,
         timeouts=Timeouts(s.connect_timeout_seconds, s.openai_timeout_seconds),
     )
 
@@ -45,7 +49,10 @@ def _compatible(
     s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None
 ) -> Provider:
     return OpenAIProvider(
-        session, base_url=t.base_url or s.openai_base_url, api_key=key, name="openai_compatible",
+        session,
+        base_url=t.base_url or s.openai_base_url,
+        api_key=key,
+        name="openai_compatible",
         timeouts=Timeouts(s.connect_timeout_seconds, s.openai_timeout_seconds),
     )
 
@@ -54,20 +61,29 @@ def _anthropic(
     s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None
 ) -> Provider:
     return AnthropicProvider(
-        session, base_url=s.anthropic_base_url, api_key=key or "",
+        session,
+        base_url=s.anthropic_base_url,
+        api_key=key or "",
         api_version=s.anthropic_version,
         timeouts=Timeouts(s.connect_timeout_seconds, s.anthropic_timeout_seconds),
     )
 
 
-def _google(s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None) -> Provider:
+def _google(
+    s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None
+) -> Provider:
     return GoogleProvider(
-        session, base_url=s.google_base_url, api_key=key or "", api_version=s.google_api_version,
+        session,
+        base_url=s.google_base_url,
+        api_key=key or "",
+        api_version=s.google_api_version,
         timeouts=Timeouts(s.connect_timeout_seconds, s.google_timeout_seconds),
     )
 
 
-def _demo(s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None) -> Provider:
+def _demo(
+    s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None
+) -> Provider:
     return DemoProvider()
 
 
@@ -143,7 +159,8 @@ class ProviderFactory:
         if variable is not None and key is None:
             raise ProviderNotConfigured(
                 f"the {target.provider} provider is not configured: set {variable}",
-                provider=target.provider, variable=variable,
+                provider=target.provider,
+                variable=variable,
             )
         provider = BUILDERS[target.provider](self._settings, self._session, target, key)
         self._built[target] = provider

@@ -91,7 +91,9 @@ def transport_error(provider: str, exc: BaseException) -> ProviderError:
         return ProviderTimeout(f"{provider} did not answer in time", provider=provider)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProviderStreamCut(f"{provider} closed the response mid-way", provider=provider)
-    return ProviderUnavailable(f"could not reach {provider}: {type(exc).__name__}", provider=provider)
+    return ProviderUnavailable(
+        f"could not reach {provider}: {type(exc).__name__}", provider=provider
+    )
 
 
 @asynccontextmanager
@@ -102,7 +104,7 @@ async def post(
     provider: str,
     headers: Mapping[str, str],
     body: dict[str, Any],
-    timeout: aiohttp.ClientTimeout,
+    timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp applies it per request
     read_error: ErrorReader,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST a JSON body; yield the 2xx response, or raise the mapped `ProviderError`."""
@@ -116,7 +118,7 @@ async def post(
             yield response
     except ProviderError:
         raise
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise transport_error(provider, exc) from exc
 
 

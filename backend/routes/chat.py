@@ -40,8 +40,12 @@ async def send(body: ChatRequest, services: ServicesDep, context: ChatContextDep
     responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
     response_class=StreamingResponse,
 )
-async def stream(body: ChatRequest, services: ServicesDep, context: ChatContextDep) -> StreamingResponse:
+async def stream(
+    body: ChatRequest, services: ServicesDep, context: ChatContextDep
+) -> StreamingResponse:
     """Stream the answer as Server-Sent Events: `message` events, then a final one."""
     chat = services.chat.prepare(body, context=context)
     opened = await services.chat.open_stream(chat)
-    return StreamingResponse(sse_frames(opened), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(
+        sse_frames(opened), media_type="text/event-stream", headers=SSE_HEADERS
+    )

@@ -44,7 +44,9 @@ class SpecialistManager:
             raise SpecialistsFileError(f"SPECIALISTS_FILE {path} is not valid YAML: {exc}") from exc
         items = raw.get("specialists") if isinstance(raw, dict) else None
         if not isinstance(items, list):
-            raise SpecialistsFileError(f"SPECIALISTS_FILE {path} needs a top-level 'specialists' list")
+            raise SpecialistsFileError(
+                f"SPECIALISTS_FILE {path} needs a top-level 'specialists' list"
+            )
         specialists = []
         for index, item in enumerate(items):
             try:

@@ -22,7 +22,9 @@ def _check(address: Any) -> None:
             ip = ipaddress.ip_address(host)
         except ValueError:
             if host != "localhost":
-                raise RuntimeError(f"test tried to reach {host!r}: tests stay on 127.0.0.1") from None
+                raise RuntimeError(
+                    f"test tried to reach {host!r}: tests stay on 127.0.0.1"
+                ) from None
             return
         if not ip.is_loopback:
             raise RuntimeError(f"test tried to reach {host}: tests stay on 127.0.0.1")

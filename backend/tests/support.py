@@ -63,7 +63,7 @@ async def _postgres_reachable() -> bool:
 
     try:
         conn = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_DSN), 3)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True

@@ -61,8 +61,11 @@ def write_specialists(path: Path, compatible_url: str) -> Path:
     ]
     entries.append(
         {
-            "id": SPECIALISTS["openai_compatible"], "name": "compatible", "model": "llama3.1",
-            "provider": "openai_compatible", "base_url": compatible_url,
+            "id": SPECIALISTS["openai_compatible"],
+            "name": "compatible",
+            "model": "llama3.1",
+            "provider": "openai_compatible",
+            "base_url": compatible_url,
             "system_prompt": SYSTEM_PROMPT,
         }
     )
@@ -83,9 +86,7 @@ async def portal_factory(tmp_path: Path) -> AsyncIterator[Any]:
             compat_url, compat_state = await stack.enter_async_context(
                 openai_fake.start(require_auth=False)
             )
-            anthropic_url, anthropic_state = await stack.enter_async_context(
-                anthropic_fake.start()
-            )
+            anthropic_url, anthropic_state = await stack.enter_async_context(anthropic_fake.start())
             google_url, google_state = await stack.enter_async_context(google_fake.start())
             values: dict[str, Any] = {
                 "openai_base_url": openai_url,
@@ -102,8 +103,10 @@ async def portal_factory(tmp_path: Path) -> AsyncIterator[Any]:
             portal = Portal(
                 url,
                 {
-                    "openai": openai_state, "anthropic": anthropic_state,
-                    "google": google_state, "openai_compatible": compat_state,
+                    "openai": openai_state,
+                    "anthropic": anthropic_state,
+                    "google": google_state,
+                    "openai_compatible": compat_state,
                 },
                 settings,
             )

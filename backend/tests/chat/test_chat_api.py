@@ -19,13 +19,22 @@ HISTORY = [
     {"role": "assistant", "content": "Hi! How can I help?"},
 ]
 SEED_RESPONSE_FIELDS = {
-    "content", "specialist_id", "specialist_name", "provider", "model", "input_tokens",
-    "output_tokens", "estimated_cost_usd", "latency_ms",
+    "content",
+    "specialist_id",
+    "specialist_name",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost_usd",
+    "latency_ms",
 }
 SEED_CHUNK_FIELDS = {"content", "is_final", "input_tokens", "output_tokens", "model", "latency_ms"}
 
 
-def body(provider: str, message: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:
+def body(
+    provider: str, message: str = "What is the capital of France?", **extra: Any
+) -> dict[str, Any]:
     """A chat request for the provider's specialist."""
     return {"specialist_id": SPECIALISTS[provider], "message": message, **extra}
 
@@ -48,8 +57,12 @@ def upstream_turns(provider: str, sent: dict[str, Any]) -> list[tuple[str, str]]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_send_returns_the_seed_body_with_the_upstream_usage(portal: Portal, provider: str) -> None:
-    response = await portal.client.post("/chat/send", json=body(provider, conversation_history=HISTORY))
+async def test_send_returns_the_seed_body_with_the_upstream_usage(
+    portal: Portal, provider: str
+) -> None:
+    response = await portal.client.post(
+        "/chat/send", json=body(provider, conversation_history=HISTORY)
+    )
     assert response.status_code == 200, response.text
     data = response.json()
     assert SEED_RESPONSE_FIELDS <= set(data)
@@ -58,13 +71,18 @@ async def test_send_returns_the_seed_body_with_the_upstream_usage(portal: Portal
     assert data["specialist_id"] == SPECIALISTS[provider]
     assert data["provider"] == provider
     assert data["model"] == MODELS[provider]
-    assert (data["input_tokens"], data["output_tokens"]) == (script.input_tokens, script.output_tokens)
+    assert (data["input_tokens"], data["output_tokens"]) == (
+        script.input_tokens,
+        script.output_tokens,
+    )
     expected = PriceBook({}).estimate(
         provider, MODELS[provider], Usage(script.input_tokens, script.output_tokens, 0)
     )
-    assert data["estimated_cost_usd"] == pytest.approx(expected) if expected is not None else data[
-        "estimated_cost_usd"
-    ] is None
+    assert (
+        data["estimated_cost_usd"] == pytest.approx(expected)
+        if expected is not None
+        else data["estimated_cost_usd"] is None
+    )
     assert data["latency_ms"] > 0
     assert response.headers["x-request-id"] == data["request_id"]
     assert response.headers["x-ratelimit-limit"] == "60"
@@ -75,7 +93,9 @@ async def test_send_returns_the_seed_body_with_the_upstream_usage(portal: Portal
 async def test_system_prompt_then_history_then_message_reach_upstream_in_order(
     portal: Portal, provider: str
 ) -> None:
-    response = await portal.client.post("/chat/send", json=body(provider, "Next?", conversation_history=HISTORY))
+    response = await portal.client.post(
+        "/chat/send", json=body(provider, "Next?", conversation_history=HISTORY)
+    )
     assert response.status_code == 200
     (sent,) = portal.fakes[provider].requests
     assert upstream_turns(provider, sent.json) == [
@@ -105,7 +125,10 @@ async def test_stream_relays_chunks_then_one_final_event_with_real_counts(
         assert chunk["is_final"] is False and chunk["model"] == "" and chunk["input_tokens"] == 0
     assert SEED_CHUNK_FIELDS <= set(final)
     assert final["is_final"] is True and final["content"] == ""
-    assert (final["input_tokens"], final["output_tokens"]) == (script.input_tokens, script.output_tokens)
+    assert (final["input_tokens"], final["output_tokens"]) == (
+        script.input_tokens,
+        script.output_tokens,
+    )
     assert final["model"] == MODELS[provider]
     assert final["provider"] == provider
     assert final["latency_ms"] > 0
@@ -129,8 +152,12 @@ async def test_specialists_lists_enabled_ones_and_whether_configured(portal_fact
     assert listed[SPECIALISTS["google"]]["configured"] is False
     assert listed[SPECIALISTS["openai"]]["configured"] is True
     assert listed[SPECIALISTS["demo"]] == {
-        "id": SPECIALISTS["demo"], "name": "demo specialist", "description": "",
-        "provider": "demo", "model": "demo-echo", "configured": True,
+        "id": SPECIALISTS["demo"],
+        "name": "demo specialist",
+        "description": "",
+        "provider": "demo",
+        "model": "demo-echo",
+        "configured": True,
     }
 
 
@@ -138,7 +165,9 @@ async def test_specialists_lists_enabled_ones_and_whether_configured(portal_fact
 async def test_unknown_or_disabled_specialist_is_404_and_nothing_goes_upstream(
     portal: Portal, specialist_id: str
 ) -> None:
-    response = await portal.client.post("/chat/send", json={"specialist_id": specialist_id, "message": "hi"})
+    response = await portal.client.post(
+        "/chat/send", json={"specialist_id": specialist_id, "message": "hi"}
+    )
     assert response.status_code == 404
     assert response.json()["error"] == "specialist_not_found"
     assert all(not state.requests for state in portal.fakes.values())
@@ -166,7 +195,9 @@ async def test_provider_without_key_is_503_naming_the_variable(portal_factory: A
         body("openai", conversation_history="nope"),
     ],
 )
-async def test_malformed_bodies_are_422_json_and_never_forwarded(portal: Portal, payload: Any) -> None:
+async def test_malformed_bodies_are_422_json_and_never_forwarded(
+    portal: Portal, payload: Any
+) -> None:
     response = await portal.client.post("/chat/send", json=payload)
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
@@ -191,8 +222,12 @@ async def test_invalid_json_is_422(portal: Portal) -> None:
         body("openai", "x" * 60, conversation_history=[{"role": "user", "content": "y" * 60}] * 2),
     ],
 )
-async def test_oversize_requests_are_413_and_never_forwarded(portal_factory: Any, payload: Any) -> None:
-    portal = await portal_factory(max_message_chars=100, max_history_messages=3, max_total_chars=150)
+async def test_oversize_requests_are_413_and_never_forwarded(
+    portal_factory: Any, payload: Any
+) -> None:
+    portal = await portal_factory(
+        max_message_chars=100, max_history_messages=3, max_total_chars=150
+    )
     for path in ("/chat/send", "/chat/stream"):
         response = await portal.client.post(path, json=payload)
         assert response.status_code == 413
@@ -212,7 +247,11 @@ async def test_oversize_requests_are_413_and_never_forwarded(portal_factory: Any
     ],
 )
 async def test_upstream_errors_become_clear_statuses_without_keys(
-    portal: Portal, provider: str, status: int, expected_status: int, code: str,
+    portal: Portal,
+    provider: str,
+    status: int,
+    expected_status: int,
+    code: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     script = portal.fakes[provider].script
@@ -278,20 +317,30 @@ async def test_rate_limit_refuses_with_429_retry_after_and_sends_nothing_upstrea
     assert len(portal.fakes["openai"].requests) == 2
 
 
-async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(portal_factory: Any) -> None:
+async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
+    portal_factory: Any,
+) -> None:
     portal = await portal_factory(rate_limit_requests=1)
     spoofed = {"x-forwarded-for": "203.0.113.9"}
-    assert (await portal.client.post("/chat/send", json=body("demo"), headers=spoofed)).status_code == 200
+    assert (
+        await portal.client.post("/chat/send", json=body("demo"), headers=spoofed)
+    ).status_code == 200
     spoofed = {"x-forwarded-for": "203.0.113.10"}
-    assert (await portal.client.post("/chat/send", json=body("demo"), headers=spoofed)).status_code == 429
+    assert (
+        await portal.client.post("/chat/send", json=body("demo"), headers=spoofed)
+    ).status_code == 429
 
 
 async def test_cors_allows_only_configured_origins(portal_factory: Any) -> None:
     portal = await portal_factory(allowed_origins=["http://portal.example"])
     preflight = {"access-control-request-method": "POST"}
-    ok = await portal.client.options("/chat/send", headers={"origin": "http://portal.example", **preflight})
+    ok = await portal.client.options(
+        "/chat/send", headers={"origin": "http://portal.example", **preflight}
+    )
     assert ok.headers["access-control-allow-origin"] == "http://portal.example"
-    bad = await portal.client.options("/chat/send", headers={"origin": "http://evil.example", **preflight})
+    bad = await portal.client.options(
+        "/chat/send", headers={"origin": "http://evil.example", **preflight}
+    )
     assert "access-control-allow-origin" not in bad.headers
 
 
@@ -300,7 +349,10 @@ async def test_docs_redoc_health_and_examples(portal: Portal) -> None:
     assert (await portal.client.get("/redoc")).status_code == 200
     schema = (await portal.client.get("/openapi.json")).json()
     assert "examples" in schema["components"]["schemas"]["ChatRequest"]
-    assert "text/event-stream" in schema["paths"]["/chat/stream"]["post"]["responses"]["200"]["content"]
+    assert (
+        "text/event-stream"
+        in schema["paths"]["/chat/stream"]["post"]["responses"]["200"]["content"]
+    )
     health = (await portal.client.get("/health")).json()
     assert health["status"] == "ok" and health["database"] == "ok"
 
