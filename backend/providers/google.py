@@ -1,0 +1,253 @@
+"""Google Gemini through the Generative Language REST API.
+
+Wire format, as google-genai 3.6.1 sends it (_api_client.py, models.py, _transformers.py):
+POST {base_url}/{api_version}/models/{model}:generateContent, or
+:streamGenerateContent?alt=sse for a stream (without `alt=sse` the API streams one JSON
+array instead of events). The key travels in the `x-goog-api-key` header, never in a
+`?key=` query string, which would land in access logs. Bodies are camelCase.
+
+A stream is SSE `data:` frames ending in CRLF CRLF, each frame a whole
+GenerateContentResponse. There is no `[DONE]`: the last chunk carries `finishReason`.
+`usageMetadata` is a running total repeated on chunks, complete only on the last, so it is
+replaced, never added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from backend.providers.base import (
+    Completion,
+    CompletionRequest,
+    Provider,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+from backend.providers.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderStreamCut,
+    ProviderTimeout,
+)
+from backend.providers.http import (
+    Timeouts,
+    parse_retry_after,
+    read_json,
+    redact,
+    status_error,
+    transport_error,
+)
+from backend.providers.sse import iter_sse
+
+_ROLES = {"user": "user", "assistant": "model"}
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+class GoogleProvider(Provider):
+    """Speaks generateContent / streamGenerateContent over a shared aiohttp session."""
+
+    name = "google"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str,
+        api_version: str,
+        timeouts: Timeouts,
+    ) -> None:
+        self._session = session
+        self._root = f"{base_url.rstrip('/')}/{api_version.strip('/')}/"
+        self._headers = {"Content-Type": "application/json", "x-goog-api-key": api_key}
+        self._timeout = timeouts.client_timeout()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """One generateContent call."""
+        async with self._post(self._url(request.model, "generateContent"), request) as response:
+            data = await read_json(response, self.name)
+        candidate = _candidate(self.name, data)
+        return Completion(
+            text=_text(candidate), model=data.get("modelVersion") or request.model,
+            usage=_usage(data.get("usageMetadata")), finish_reason=_finish(data, candidate),
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Relay each frame's text; end with the last frame's usage."""
+        model, usage, finish = request.model, None, None
+        url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
+        async with self._post(url, request) as response:
+            async for event in iter_sse(response.content):
+                data = _parse_frame(self.name, event.data)
+                candidate = _candidate(self.name, data)
+                model = data.get("modelVersion") or model
+                # A running total: the latest replaces; mapped once, after the last frame.
+                usage = data.get("usageMetadata") or usage
+                finish = _finish(data, candidate) or finish
+                text = _text(candidate)
+                if text:
+                    yield TextDelta(text)
+        if finish is None:
+            # With no [DONE], the body's end is the only end signal, and a proxy or load
+            # balancer closing the connection at a frame boundary looks the same. Every
+            # finished answer names its finishReason (or a prompt blockReason), so without
+            # one the text is truncated; calling it complete would record a partial answer.
+            raise ProviderStreamCut(
+                f"{self.name} stream ended without a finishReason", provider=self.name
+            )
+        yield StreamEnd(model=model, usage=_usage(usage), finish_reason=finish)
+
+    def _url(self, model: str, method: str) -> str:
+        # As the SDK's t_model: a bare id gets `models/`; full resource names pass as given.
+        path = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        return f"{self._root}{quote(path)}:{method}"
+
+    @asynccontextmanager
+    async def _post(
+        self, url: str, request: CompletionRequest
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        # Like http.post, but an error body needs reading whole: Google names an invalid
+        # key (HTTP 400) and the retry delay (HTTP 429) only inside it.
+        try:
+            async with self._session.post(
+                url, data=orjson.dumps(_body(request)), headers=self._headers,
+                timeout=self._timeout,
+            ) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    raise _api_error(self.name, response.status, _loads(raw), response.headers)
+                yield response
+        except ProviderError:
+            raise
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_error(self.name, exc) from exc
+
+
+def _body(request: CompletionRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "contents": [
+            {"role": _ROLES[m.role], "parts": [{"text": m.content}]} for m in request.messages
+        ]
+    }
+    if request.system:
+        # The API ignores a role here; the REST reference leaves it out (the SDK's
+        # t_content happens to send "user").
+        body["systemInstruction"] = {"parts": [{"text": request.system}]}
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.max_output_tokens is not None:
+        config["maxOutputTokens"] = request.max_output_tokens
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def _candidate(provider: str, data: Any) -> dict[str, Any]:
+    """The first candidate of a GenerateContentResponse; raise the mapped error for `error`."""
+    if not isinstance(data, dict):
+        raise ProviderStreamCut(f"{provider} sent an unexpected body", provider=provider)
+    error = data.get("error")
+    if error:
+        # An error inside a 200 stream; its own code says what went wrong.
+        code = error.get("code") if isinstance(error, dict) else None
+        raise _api_error(provider, code if isinstance(code, int) else 500, data, {})
+    candidates = data.get("candidates")
+    return candidates[0] if candidates else {}
+
+
+def _text(candidate: dict[str, Any]) -> str:
+    parts = (candidate.get("content") or {}).get("parts") or ()
+    # Thinking models may return their thought summaries as parts marked `thought`;
+    # they are not the answer (the SDK's `.text` skips them too).
+    return "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+
+
+def _finish(data: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+    # A safety block is an answer, not a failure: the call succeeded and is billed, so it
+    # comes back with empty text, its reason as the finish reason and its usage, for the
+    # chat layer to explain. A blocked prompt has no candidate, only promptFeedback.
+    reason = candidate.get("finishReason") or (data.get("promptFeedback") or {}).get(
+        "blockReason"
+    )
+    return str(reason) if reason else None
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    # Google bills thinking tokens as output, and candidatesTokenCount leaves them out
+    # (totalTokenCount = prompt + toolUsePrompt + candidates + thoughts), so output adds
+    # them back, as genai-prices' Gemini extractor does. Tool results fed back to the
+    # model are input. proto3 JSON omits zero counts, so an absent count is 0.
+    return Usage(
+        input_tokens=(raw.get("promptTokenCount") or 0) + (raw.get("toolUsePromptTokenCount") or 0),
+        output_tokens=(raw.get("candidatesTokenCount") or 0) + (raw.get("thoughtsTokenCount") or 0),
+        cached_input_tokens=raw.get("cachedContentTokenCount") or 0,
+    )
+
+
+def _api_error(
+    provider: str, status: int, body: Any, headers: Mapping[str, str]
+) -> ProviderError:
+    """Map a google.rpc.Status body ({"error": {code, message, status, details}})."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return status_error(provider, status, str(body)[:300], headers)
+    message = str(error.get("message") or "")
+    details = [d for d in error.get("details") or () if isinstance(d, dict)]
+    reasons = {d.get("reason") for d in details}
+    # Google answers a wrong key with 400 INVALID_ARGUMENT, not 401; ErrorInfo's reason
+    # (or, without details, the message) is what tells it from a bad request.
+    if "API_KEY_INVALID" in reasons or message.startswith("API key not valid"):
+        return ProviderAuthError(
+            f"{provider} rejected the API key (HTTP {status})", provider=provider, status=status
+        )
+    if status == 429:
+        retry = parse_retry_after(headers)
+        return ProviderRateLimited(
+            f"{provider} returned HTTP 429: {redact(message)}", provider=provider, status=status,
+            retry_after=retry if retry is not None else _retry_delay(details),
+        )
+    if status == 504 or error.get("status") == "DEADLINE_EXCEEDED":
+        return ProviderTimeout(
+            f"{provider} returned HTTP {status}: {redact(message)}", provider=provider,
+            status=status,
+        )
+    return status_error(provider, status, message, headers)
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    # Google's 429 carries its hint in the body, not a Retry-After header: a RetryInfo
+    # detail whose retryDelay is a JSON proto Duration, seconds with an "s" ("30s", "1.5s").
+    for detail in details:
+        if detail.get("@type") == _RETRY_INFO:
+            try:
+                return max(0.0, float(str(detail.get("retryDelay", "")).removesuffix("s")))
+            except ValueError:
+                return None
+    return None
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+def _parse_frame(provider: str, data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        message = f"{provider} sent an invalid stream frame"
+        raise ProviderStreamCut(message, provider=provider) from exc

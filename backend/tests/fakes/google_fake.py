@@ -1,0 +1,304 @@
+"""A fake Gemini API (generativelanguage.googleapis.com) in its real wire format.
+
+Routes: POST /{version}/models/{model}:generateContent and :streamGenerateContent, with
+`?alt=sse` for SSE frames ending in CRLF CRLF, without it a streamed JSON array (as the
+real API does). Every frame is a whole GenerateContentResponse with modelVersion and
+responseId; usageMetadata is the running total, complete on the last frame, which alone
+carries finishReason. Errors are google.rpc.Status bodies. Auth is checked the way Google
+does: no key is 403 PERMISSION_DENIED, a wrong key is 400 INVALID_ARGUMENT with reason
+API_KEY_INVALID. The key is read from `x-goog-api-key` or, as Google also accepts, `?key=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from backend.tests.fakes.script import FakeState, RecordedRequest, Script
+from backend.tests.fakes.server import serve
+
+API_KEY = "test-google-key"
+VERSIONS = ("v1", "v1beta", "v1alpha")
+RESPONSE_ID = "fakeResp-7Qm2ZbTtC4yHk"
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+    404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED", 500: "INTERNAL", 501: "NOT_IMPLEMENTED", 503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_UNREGISTERED = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
+_KEY_INVALID = "API key not valid. Please pass a valid API key."
+
+
+@dataclass
+class GoogleScript(Script):
+    """Script plus what only Gemini has; a plain `Script` gets these defaults."""
+
+    thoughts: list[str] = field(default_factory=list)  # thought-summary parts before the answer
+    thoughts_tokens: int = 0
+    finish_reason: str = "STOP"  # e.g. "SAFETY" (with chunks=[]) for a withheld answer
+    block_reason: str | None = None  # a blocked prompt: 200, promptFeedback, no candidates
+    # The contract's Retry-After header; the real API only sends the body's RetryInfo.
+    retry_after_header: bool = True
+
+
+_DEFAULTS = GoogleScript()
+
+
+def _extra(script: Script) -> GoogleScript:
+    return script if isinstance(script, GoogleScript) else _DEFAULTS
+
+
+def build_app(state: FakeState) -> web.Application:
+    """The fake's routes, answering per `state.script` and recording into `state.requests`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            body = None
+        state.requests.append(
+            RecordedRequest(
+                request.method, request.path, dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()}, body,
+            )
+        )
+        resource, _, method = request.match_info["target"].rpartition(":")
+        if (
+            request.match_info["version"] not in VERSIONS
+            or not resource.startswith("models/")
+            or method not in ("generateContent", "streamGenerateContent")
+        ):
+            return error_response(404, f"{resource} is not found or does not support {method}.")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if not key:
+            return error_response(403, _UNREGISTERED)
+        if key != API_KEY:
+            return error_response(400, _KEY_INVALID, details=_key_invalid_details())
+        if body is None:
+            return error_response(400, "Invalid JSON payload received.")
+        script = state.script
+        if script.first_byte_delay:
+            await asyncio.sleep(script.first_byte_delay)
+        if state.should_fail():
+            return _scripted_error(script)
+        model = script.model or resource.removeprefix("models/")
+        if method == "generateContent":
+            return await _complete(request, script, model)
+        return await _stream(request, state, model, sse=request.query.get("alt") == "sse")
+
+    app = web.Application()
+    app.router.add_post("/{version}/{target:.+}", handle)
+    return app
+
+
+@asynccontextmanager
+async def start(script: Script | None = None) -> AsyncIterator[tuple[str, FakeState]]:
+    """Serve the fake; yield (base URL without version, as GOOGLE_BASE_URL takes it, state)."""
+    state = FakeState(script=script or Script())
+    async with serve(build_app(state)) as base_url:
+        yield base_url, state
+
+
+def error_response(
+    status: int, message: str, *, details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """A google.rpc.Status error body, pretty-printed as Google sends it."""
+    error: dict[str, Any] = {
+        "code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")
+    }
+    if details:
+        error["details"] = details
+    return web.Response(
+        status=status, body=orjson.dumps({"error": error}, option=orjson.OPT_INDENT_2),
+        content_type="application/json", charset="UTF-8", headers=headers,
+    )
+
+
+def _key_invalid_details() -> list[dict[str, Any]]:
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+            "message": _KEY_INVALID,
+        },
+    ]
+
+
+def _scripted_error(script: Script) -> web.Response:
+    status = script.error_status or 500
+    details: list[dict[str, Any]] = []
+    headers: dict[str, str] = {}
+    if status == 429:
+        details.append({
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [{
+                "quotaMetric": (
+                    "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+                ),
+                "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            }],
+        })
+        if script.retry_after is not None:
+            details.append({
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{script.retry_after}s",
+            })
+            if _extra(script).retry_after_header:
+                headers["Retry-After"] = script.retry_after
+    return error_response(status, script.error_message, details=details, headers=headers)
+
+
+def _usage(script: Script, output: int) -> dict[str, Any]:
+    # proto3 JSON leaves out zero counts, as the real API does.
+    extra = _extra(script)
+    usage: dict[str, Any] = {"promptTokenCount": script.input_tokens}
+    if output:
+        usage["candidatesTokenCount"] = output
+    usage["totalTokenCount"] = script.input_tokens + output + extra.thoughts_tokens
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": script.input_tokens}]
+    if script.cached_input_tokens:
+        usage["cachedContentTokenCount"] = script.cached_input_tokens
+        usage["cacheTokensDetails"] = [
+            {"modality": "TEXT", "tokenCount": script.cached_input_tokens}
+        ]
+    if extra.thoughts_tokens:
+        usage["thoughtsTokenCount"] = extra.thoughts_tokens
+    return usage
+
+
+def _response(
+    script: Script, model: str, parts: list[dict[str, Any]], *, output: int, final: bool
+) -> dict[str, Any]:
+    extra = _extra(script)
+    data: dict[str, Any] = {}
+    if extra.block_reason:
+        data["promptFeedback"] = {"blockReason": extra.block_reason}
+    else:
+        candidate: dict[str, Any] = {}
+        if parts:
+            candidate["content"] = {"parts": parts, "role": "model"}
+        if final and not script.omit_terminal:
+            candidate["finishReason"] = extra.finish_reason
+        candidate["index"] = 0
+        data["candidates"] = [candidate]
+    if not script.omit_usage:
+        data["usageMetadata"] = _usage(script, output)
+    data["modelVersion"] = model
+    data["responseId"] = RESPONSE_ID
+    return data
+
+
+async def _complete(request: web.Request, script: Script, model: str) -> web.StreamResponse:
+    parts: list[dict[str, Any]] = []
+    if _extra(script).thoughts:
+        parts.append({"text": "".join(_extra(script).thoughts), "thought": True})
+    if script.chunks:
+        parts.append({"text": "".join(script.chunks)})
+    body = orjson.dumps(
+        _response(script, model, parts, output=script.output_tokens, final=True),
+        option=orjson.OPT_INDENT_2,
+    )
+    if script.cut_after_chunks is None:
+        return web.Response(body=body, content_type="application/json", charset="UTF-8")
+    # A body cut short: the declared length promises more than ever arrives.
+    resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=UTF-8"})
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    await resp.write(body[: len(body) // 2])
+    _cut(request, resp)
+    return resp
+
+
+def _frames(script: Script, model: str) -> list[tuple[bool, dict[str, Any]]]:
+    """(is_answer_text, frame) in order: thought parts first, then the answer's chunks."""
+    frames: list[tuple[bool, dict[str, Any]]] = [
+        (False, _response(script, model, [{"text": t, "thought": True}], output=0, final=False))
+        for t in _extra(script).thoughts
+    ]
+    count = len(script.chunks)
+    for i, text in enumerate(script.chunks):
+        running = script.output_tokens * (i + 1) // count
+        frames.append(
+            (True, _response(script, model, [{"text": text}], output=running, final=i == count - 1))
+        )
+    if not count:
+        frames.append((False, _response(script, model, [], output=0, final=True)))
+    return frames
+
+
+async def _stream(
+    request: web.Request, state: FakeState, model: str, *, sse: bool
+) -> web.StreamResponse:
+    content_type = "text/event-stream" if sse else "application/json; charset=UTF-8"
+    resp = web.StreamResponse(headers={"Content-Type": content_type})
+    state.open_responses += 1
+    try:
+        await resp.prepare(request)
+        if await _write_frames(request, resp, state.script, model, sse=sse):
+            if not sse:
+                await resp.write(b"]")
+            await resp.write_eof()
+    except ConnectionResetError:
+        state.disconnects += 1
+    except asyncio.CancelledError:
+        state.disconnects += 1
+        raise
+    finally:
+        state.open_responses -= 1
+    return resp
+
+
+async def _write_frames(
+    request: web.Request, resp: web.StreamResponse, script: Script, model: str, *, sse: bool
+) -> bool:
+    """Write frames up to the scripted fault, one write each; False when the socket was cut."""
+    answered = written = 0
+    # The trailing sentinel lets a fault land after the last answer chunk too.
+    for is_answer, frame in [*_frames(script, model), (True, None)]:
+        if is_answer and answered == script.cut_after_chunks:
+            _cut(request, resp)
+            return False
+        if is_answer and answered == script.stream_error_after:
+            await resp.write(_encode(_stream_error(script), sse=sse, first=not written))
+            return True
+        if frame is None:
+            return True
+        if written and script.chunk_delay:
+            await asyncio.sleep(script.chunk_delay)
+        await resp.write(_encode(frame, sse=sse, first=not written))
+        written += 1
+        answered += is_answer
+    return True
+
+
+def _stream_error(script: Script) -> dict[str, Any]:
+    return {"error": {"code": 500, "message": script.error_message, "status": "INTERNAL"}}
+
+
+def _encode(frame: dict[str, Any], *, sse: bool, first: bool) -> bytes:
+    if sse:
+        return b"data: " + orjson.dumps(frame) + b"\r\n\r\n"
+    return (b"[" if first else b",\r\n") + orjson.dumps(frame, option=orjson.OPT_INDENT_2)
+
+
+def _cut(request: web.Request, resp: web.StreamResponse) -> None:
+    # Close the socket without the chunked terminator: the client sees a truncated body.
+    resp.force_close()
+    if request.transport is not None:
+        request.transport.close()
