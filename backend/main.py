@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ import aiohttp
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
+from pydantic_settings import SettingsError as SourceError
 
 from backend.api import errors
 from backend.api.context import RequestContextMiddleware
@@ -48,6 +50,10 @@ def load_settings() -> Settings:
             for err in exc.errors()
         ]
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+    except SourceError as exc:
+        # A value that is not even parseable (bad JSON for a list): name the variable too.
+        message = re.sub(r'field "(\w+)"', lambda m: f"field {m.group(1).upper()}", str(exc))
+        raise SettingsError(f"invalid settings: {message}") from None
 
 
 async def build_services(settings: Settings) -> Services:
