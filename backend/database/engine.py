@@ -26,9 +26,25 @@ def async_url(url: str) -> str:
     return f"{_DRIVERS[base]}://{rest}"
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for DATABASE_URL; SQLite gets WAL so readers don't block the writer."""
-    engine = create_async_engine(async_url(url), **kwargs)
+def is_sqlite(url: str) -> bool:
+    """True for a `sqlite:` DATABASE_URL (any driver suffix)."""
+    return url.partition("://")[0].split("+", 1)[0] == "sqlite"
+
+
+def make_engine(url: str, *, connect_timeout: float = 5.0, **kwargs: Any) -> AsyncEngine:
+    """An engine for DATABASE_URL with a bounded connect; SQLite gets WAL.
+
+    `connect_timeout` bounds how long a dead PostgreSQL can hold a caller (the usage
+    writer above all): asyncpg's `timeout` covers the TCP connect and the handshake.
+    Pooled connections are pinged on checkout so a database restart costs no failed batch.
+    """
+    target = async_url(url)
+    connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+    # asyncpg: connect + handshake deadline; sqlite3: how long to wait for a locked file.
+    connect_args.setdefault("timeout", connect_timeout)
+    engine = create_async_engine(
+        target, connect_args=connect_args, pool_pre_ping=True, **kwargs
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
