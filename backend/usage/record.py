@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +36,19 @@ class UsageRecord:
     def row(self) -> dict[str, Any]:
         """The record as a column-name mapping for an INSERT."""
         return asdict(self)
+
+    def to_json(self) -> bytes:
+        """One spool line (without the newline): the row, timestamp as RFC 3339."""
+        return orjson.dumps(self.row())
+
+    @classmethod
+    def from_json(cls, line: bytes) -> UsageRecord:
+        """Parse a spool line written by `to_json` (unknown keys, from a newer version, ignored)."""
+        data = orjson.loads(line)
+        values = {name: data[name] for name in _FIELD_NAMES if name in data}
+        stamp = datetime.fromisoformat(values["timestamp"])
+        values["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        return cls(**values)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))

@@ -1,89 +1,348 @@
 """The usage recorder: requests hand records to a bounded queue; one task writes batches.
 
-Nothing on the request path waits for the database: `record()` is a non-blocking put.
+Nothing on the request path waits for the database: `record()` is a non-blocking put, and
+a full queue spills to the durable spool instead of blocking or dropping. The writer task
+inserts batches (by size, or after a short linger) in one transaction each; when a batch
+fails or the database is unreachable the batch goes to the spool, and the spool is replayed
+in order, with backoff, until the database takes it. While the spool holds records, new
+batches go behind them, so the database receives records in the order they were spooled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.config.settings import Settings
 from backend.usage.record import UsageRecord
-from backend.usage.table import usage_log
+from backend.usage.spool import Segment, Spool
+from backend.usage.store import insert_batch, is_row_error
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True, slots=True)
+class RecorderConfig:
+    """Queue, batching and retry knobs (from settings in the app)."""
+
+    max_queue: int = 10_000
+    batch_size: int = 200
+    flush_interval: float = 0.2
+    write_timeout: float = 10.0
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    replay_batch: int = 1_000
+    drain_timeout: float = 15.0
+
+
+@dataclass(slots=True)
+class RecorderCounters:
+    """Totals since start-up; `lost` is records neither the database nor the spool took."""
+
+    written: int = 0
+    replayed: int = 0
+    duplicates: int = 0
+    spooled: int = 0
+    spilled: int = 0
+    rejected: int = 0
+    lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStatus:
+    """What GET /usage/status shows."""
+
+    database: str
+    last_error: str | None
+    queue_depth: int
+    queue_capacity: int
+    spool_records: int
+    spool_bytes: int
+    spool_dir: str
+    counters: RecorderCounters = field(default_factory=RecorderCounters)
+
 
 class UsageRecorder:
-    """Batches records into one INSERT per transaction, by size or by a short interval."""
+    """Queue, background writer and spool: every record ends in the database exactly once."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        max_queue: int = 10_000,
-        batch_size: int = 200,
-        flush_interval: float = 0.2,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, spool: Spool, config: RecorderConfig) -> None:
         self._engine = engine
-        self._queue: asyncio.Queue[UsageRecord] = asyncio.Queue(maxsize=max_queue)
-        self._batch_size = batch_size
-        self._interval = flush_interval
+        self._spool = spool
+        self._config = config
+        self._queue: asyncio.Queue[UsageRecord | None] = asyncio.Queue(config.max_queue)
+        self._overflow: list[UsageRecord] = []
+        self._overflow_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self.written = 0
+        self._stopping = False
+        self._closed = False
+        self._db_ok = True
+        self._last_error: str | None = None
+        self._backoff = config.retry_initial
+        self._retry_at = 0.0
+        self._offsets: dict[Path, int] = {}
+        self._in_hand: list[UsageRecord] = []
+        self.counters = RecorderCounters()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: AsyncEngine) -> UsageRecorder:
+        """A recorder with the spool directory and knobs from settings."""
+        config = RecorderConfig(
+            max_queue=settings.usage_queue_size,
+            batch_size=settings.usage_batch_size,
+            flush_interval=settings.usage_flush_interval_seconds,
+            write_timeout=settings.usage_write_timeout_seconds,
+            retry_max=settings.usage_retry_max_seconds,
+        )
+        return cls(engine, Spool(settings.usage_spool_dir), config)
 
     def record(self, record: UsageRecord) -> None:
-        """Queue a record without waiting; never raises into the request."""
+        """Queue a record without waiting; a full queue spills to the spool. Never raises."""
+        if self._closed:
+            # After shutdown drained the queue (a request finishing very late): straight to disk.
+            log.warning("usage record %s arrived after shutdown; spooling it", record.request_id)
+            self._append_to_spool([record])
+            return
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
-            log.error("usage queue full, record %s written inline later", record.request_id)
-            asyncio.get_running_loop().create_task(self._write([record]))
+            self.counters.spilled += 1
+            self._overflow.append(record)
+            if self._overflow_task is None or self._overflow_task.done():
+                self._overflow_task = asyncio.get_running_loop().create_task(self._spill())
 
     @property
     def depth(self) -> int:
-        """Records waiting to be written."""
-        return self._queue.qsize()
+        """Records waiting in memory (queue plus spill in progress)."""
+        return self._queue.qsize() + len(self._overflow)
+
+    @property
+    def spool_records(self) -> int:
+        """Records in the spool, waiting for the database."""
+        return self._spool.records
+
+    def status(self) -> RecorderStatus:
+        """A snapshot for the status endpoint."""
+        return RecorderStatus(
+            database="ok" if self._db_ok else "unavailable",
+            last_error=self._last_error,
+            queue_depth=self.depth,
+            queue_capacity=self._config.max_queue,
+            spool_records=self._spool.records,
+            spool_bytes=self._spool.bytes,
+            spool_dir=str(self._spool.slot),
+            counters=RecorderCounters(**{
+                name: getattr(self.counters, name) for name in RecorderCounters.__slots__
+            }),
+        )
 
     def start(self) -> None:
-        """Start the background writer."""
+        """Start the background writer (it first replays whatever a previous run spooled)."""
         self._task = asyncio.create_task(self._run(), name="usage-writer")
 
-    async def close(self) -> None:
-        """Stop the writer after draining everything queued."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.flush()
-
     async def flush(self) -> None:
-        """Write everything queued now (tests and shutdown)."""
-        while not self._queue.empty():
-            await self._write(self._take_batch())
+        """Return once everything recorded so far is in the database or the spool."""
+        await self._queue.join()
+        while self._overflow_task is not None and not self._overflow_task.done():
+            await self._overflow_task
+
+    async def close(self) -> None:
+        """Drain the queue to the database or the spool, then release the spool.
+
+        Bounded: each batch has the write timeout; past the drain timeout the writer is
+        cancelled and what it held goes to the spool.
+        """
+        timeout = self._config.drain_timeout
+        self._stopping = True
+        try:
+            self._queue.put_nowait(None)  # wake a writer waiting on an empty queue
+        except asyncio.QueueFull:
+            pass  # it is busy and will see `_stopping`
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                log.error("usage writer did not drain in %ss; spooling the rest", timeout)
+        rest = [r for r in _drain(self._queue) if r is not None]
+        if rest:
+            await asyncio.to_thread(self._append_to_spool, rest)
+        while self._overflow_task is not None and not self._overflow_task.done():
+            await self._overflow_task
+        self._closed = True
+        self._spool.close()
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            await asyncio.sleep(self._interval if self._queue.qsize() < self._batch_size else 0)
-            await self._write([first, *self._take_batch(self._batch_size - 1)])
+        try:
+            while True:
+                taken = await self._next_batch()
+                if self._in_hand:
+                    await self._deliver(self._in_hand)
+                    self._in_hand = []
+                for _ in range(taken):
+                    self._queue.task_done()
+                if self._replay_due():
+                    await self._replay()
+                if self._stopping and self._queue.empty():
+                    return
+        except asyncio.CancelledError:
+            # Shutdown ran out of time: what the writer holds goes to disk, not away. (If its
+            # insert had in fact committed, the replay's ON CONFLICT makes it one row.)
+            self._append_to_spool(self._in_hand)
+            raise
 
-    def _take_batch(self, size: int | None = None) -> list[UsageRecord]:
-        limit = size if size is not None else self._batch_size
-        batch: list[UsageRecord] = []
-        while len(batch) < limit and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
+    def _replay_due(self) -> bool:
+        return bool(self._spool.records) and not self._stopping and (
+            time.monotonic() >= self._retry_at
+        )
 
-    async def _write(self, batch: Sequence[UsageRecord]) -> None:
-        if not batch:
+    async def _next_batch(self) -> int:
+        """Fill `_in_hand` with up to one batch; return how many queue items were taken."""
+        taken = 0
+        if self._queue.empty():
+            if self._stopping:
+                return 0
+            # With records spooled, wake up in time for the next replay attempt.
+            wait = max(0.0, self._retry_at - time.monotonic()) if self._spool.records else None
+            try:
+                first = await asyncio.wait_for(self._queue.get(), wait)
+            except TimeoutError:
+                return 0
+            taken = 1
+            if first is not None:
+                self._in_hand.append(first)
+        size = self._config.batch_size
+        if self._queue.qsize() < size - len(self._in_hand) and not self._stopping:
+            await asyncio.sleep(self._config.flush_interval)  # linger: fuller batches
+        while len(self._in_hand) < size and not self._queue.empty():
+            item = self._queue.get_nowait()
+            taken += 1
+            if item is not None:
+                self._in_hand.append(item)
+        return taken
+
+    async def _deliver(self, batch: Sequence[UsageRecord]) -> None:
+        if self._spool.records or not self._db_ok:
+            await self._to_spool(batch)  # behind what is already waiting, to keep the order
             return
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(usage_log.insert(), [r.row() for r in batch])
-            self.written += len(batch)
-        except Exception:
-            # The durable spool arrives with the usage-records work; until then, say so loudly.
-            log.exception("could not write %d usage records", len(batch))
+            inserted = await asyncio.wait_for(
+                insert_batch(self._engine, batch), self._config.write_timeout
+            )
+        except Exception as exc:  # any failure: the batch is kept in the spool, not lost
+            if not is_row_error(exc):
+                self._failed(exc)
+            await self._to_spool(batch)
+            return
+        self.counters.written += inserted
+        self.counters.duplicates += len(batch) - inserted
+
+    async def _replay(self) -> None:
+        segments = await asyncio.to_thread(self._spool.seal)
+        for segment in segments:
+            if not await self._replay_segment(segment):
+                return
+        if not self._db_ok:
+            log.warning("usage database is back; the spool is replayed")
+        self._db_ok, self._last_error = True, None
+        self._backoff = self._config.retry_initial
+
+    async def _replay_segment(self, segment: Segment) -> bool:
+        offset = self._offsets.get(segment.path, 0)
+        while True:
+            chunk = await asyncio.to_thread(
+                self._spool.read, segment, offset, self._config.replay_batch
+            )
+            if chunk.next_offset == offset:
+                break
+            if chunk.bad_lines:
+                self._reject(chunk.bad_lines, "unreadable spool line")
+            if chunk.records and not await self._replay_chunk(chunk.records):
+                self._offsets[segment.path] = offset
+                return False
+            self._spool.consumed(len(chunk.records) + len(chunk.bad_lines))
+            offset = chunk.next_offset
+        self._offsets.pop(segment.path, None)
+        await asyncio.to_thread(self._spool.finished, segment)
+        return True
+
+    async def _replay_chunk(self, records: Sequence[UsageRecord]) -> bool:
+        try:
+            inserted = await asyncio.wait_for(
+                insert_batch(self._engine, records), self._config.write_timeout
+            )
+        except Exception as exc:
+            if is_row_error(exc):
+                # One bad row would block the spool forever: find it, set it aside.
+                return await self._replay_one_by_one(records)
+            self._failed(exc)  # unreachable or failing: keep the spool, retry later
+            return False
+        self.counters.replayed += inserted
+        self.counters.duplicates += len(records) - inserted
+        return True
+
+    async def _replay_one_by_one(self, records: Sequence[UsageRecord]) -> bool:
+        for record in records:
+            try:
+                inserted = await asyncio.wait_for(
+                    insert_batch(self._engine, [record]), self._config.write_timeout
+                )
+            except Exception as exc:
+                if not is_row_error(exc):
+                    self._failed(exc)
+                    return False
+                self._reject([record.to_json()], _reason(exc))
+                continue
+            self.counters.replayed += inserted
+            self.counters.duplicates += 1 - inserted
+        return True
+
+    async def _spill(self) -> None:
+        # Group commit: everything that overflowed while the last fsync ran goes in one write.
+        while self._overflow:
+            batch, self._overflow = self._overflow, []
+            await asyncio.to_thread(self._append_to_spool, batch)
+
+    async def _to_spool(self, batch: Sequence[UsageRecord]) -> None:
+        await asyncio.to_thread(self._append_to_spool, batch)
+
+    def _append_to_spool(self, batch: Sequence[UsageRecord]) -> None:
+        try:
+            self.counters.spooled += self._spool.append(batch)
+        except OSError:
+            # Last resort (disk full, permissions): the records go to the log, whole, so an
+            # operator can still load them; `lost` in the status says this happened.
+            self.counters.lost += len(batch)
+            log.exception("usage spool write failed; records follow")
+            for record in batch:
+                log.error("UNSPOOLED usage record %s", record.to_json().decode())
+
+    def _reject(self, lines: list[bytes], reason: str) -> None:
+        self.counters.rejected += len(lines)
+        log.error("database refused %d usage record(s): %s", len(lines), reason)
+        self._spool.reject(lines, reason)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._db_ok:
+            log.warning("usage database unavailable (%s); spooling records", type(exc).__name__)
+        else:
+            self._backoff = min(self._config.retry_max, self._backoff * 2)
+        self._db_ok = False
+        self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self._retry_at = time.monotonic() + self._backoff
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {orig or exc}"[:500]
+
+
+def _drain(queue: asyncio.Queue[UsageRecord | None]) -> list[UsageRecord | None]:
+    items: list[UsageRecord | None] = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+        queue.task_done()
+    return items

@@ -1,4 +1,8 @@
-"""The usage table: the seed's UsageLog columns, plus what reconciliation needs."""
+"""The usage table: the seed's UsageLog columns, plus what reconciliation needs.
+
+The schema is created and changed only by the Alembic migrations in `alembic/versions`;
+this definition is what the code reads and writes, and a test checks the two agree.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
 )
 
-metadata = MetaData()
+# Explicit names, so a constraint is called the same on SQLite and PostgreSQL and a
+# later migration can name what it drops.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 usage_log = Table(
     "usage_log",
@@ -27,22 +40,29 @@ usage_log = Table(
     Column("specialist_name", String(200), nullable=False),
     Column("provider", String(50), nullable=False),
     Column("model", String(200), nullable=False),
-    Column("input_tokens", Integer, nullable=False, default=0),
-    Column("output_tokens", Integer, nullable=False, default=0),
-    Column("estimated_cost_usd", Float, nullable=True),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("estimated_cost_usd", Float, nullable=True),  # NULL: price unknown, never 0
     Column("latency_ms", Float, nullable=False),
     Column("success", Boolean, nullable=False),
     # Reconciliation: one row per request id, and what produced it.
-    Column("request_id", String(64), nullable=False, unique=True),
-    Column("streamed", Boolean, nullable=False, default=False),
+    Column("request_id", String(64), nullable=False),
+    Column("streamed", Boolean, nullable=False),
     Column("error_kind", String(64), nullable=True),
     Column("cached_input_tokens", Integer, nullable=True),
-    Column("tokens_estimated", Boolean, nullable=False, default=False),
+    Column("tokens_estimated", Boolean, nullable=False),
     Column("specialist_version", Integer, nullable=True),
     Column("prompt_hash", String(64), nullable=True),
     Column("rate_limit_key_kind", String(16), nullable=True),
+    # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
+    UniqueConstraint("request_id"),
+    # Every report and the export select a time range first.
     Index("ix_usage_log_timestamp", "timestamp"),
+    # Reports narrowed to one user, specialist or model over a range.
     Index("ix_usage_log_user_time", "user_email_hash", "timestamp"),
     Index("ix_usage_log_specialist_time", "specialist_id", "timestamp"),
     Index("ix_usage_log_model_time", "model", "timestamp"),
 )
+
+# Column names in table order: the CSV export's header and the spool's field set.
+COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_log.columns)

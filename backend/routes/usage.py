@@ -1,0 +1,137 @@
+"""GET /usage/summary, /usage/export and /usage/status: the admin's spend reports.
+
+Behind `Authorization: Bearer <ADMIN_TOKEN>`; while ADMIN_TOKEN is unset they answer 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from starlette.responses import StreamingResponse
+
+from backend.api.deps import ServicesDep, require_admin
+from backend.chat.schemas import ErrorBody
+from backend.errors import InvalidRequest
+from backend.usage.reports import GroupBy, SummaryRow, UsageQuery, export_csv, summarize, totals
+
+router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Depends(require_admin)])
+
+DEFAULT_RANGE = timedelta(days=30)
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong admin bearer token"},
+    404: {"model": ErrorBody, "description": "ADMIN_TOKEN is not set"},
+    422: {"model": ErrorBody, "description": "Bad query parameters"},
+}
+
+
+class SummaryGroup(BaseModel):
+    """Totals of one group (or of all groups, for `totals`)."""
+
+    key: str | None = Field(description="The day (YYYY-MM-DD, UTC), user hash, specialist id, "
+                            "model or provider; null for requests without one (anonymous users)")
+    label: str | None = Field(description="The specialist's name when grouping by specialist")
+    requests: int
+    failures: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float = Field(description="Sum of the priced requests' estimated cost")
+    unpriced_requests: int = Field(description="Requests whose price is unknown (not in cost_usd)")
+
+
+class UsageSummary(BaseModel):
+    """GET /usage/summary's body."""
+
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    group_by: GroupBy
+    groups: list[SummaryGroup]
+    totals: SummaryGroup
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{
+                "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z", "group_by": "model",
+                "groups": [{
+                    "key": "gpt-4o", "label": "gpt-4o", "requests": 120, "failures": 2,
+                    "input_tokens": 48000, "output_tokens": 21000, "cost_usd": 0.33,
+                    "unpriced_requests": 0,
+                }],
+                "totals": {
+                    "key": None, "label": None, "requests": 120, "failures": 2,
+                    "input_tokens": 48000, "output_tokens": 21000, "cost_usd": 0.33,
+                    "unpriced_requests": 0,
+                },
+            }]
+        }
+    }
+
+
+def usage_query(
+    start: Annotated[datetime | None, Query(
+        alias="from", description="Start (inclusive), ISO 8601; no zone means UTC. "
+        "Default: 30 days before `to`")] = None,
+    end: Annotated[datetime | None, Query(
+        alias="to", description="End (exclusive), ISO 8601; default: now")] = None,
+    specialist_id: Annotated[str | None, Query(max_length=100)] = None,
+    user_email_hash: Annotated[str | None, Query(max_length=64)] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    provider: Annotated[str | None, Query(max_length=50)] = None,
+) -> UsageQuery:
+    """The time range and filters shared by both reports."""
+    end_at = _utc(end) if end else datetime.now(UTC)
+    start_at = _utc(start) if start else end_at - DEFAULT_RANGE
+    if start_at >= end_at:
+        raise InvalidRequest("`from` must be before `to`")
+    return UsageQuery(
+        start=start_at, end=end_at, specialist_id=specialist_id,
+        user_email_hash=user_email_hash, model=model, provider=provider,
+    )
+
+
+UsageQueryDep = Annotated[UsageQuery, Depends(usage_query)]
+
+
+@router.get("/summary", response_model=UsageSummary, responses=_ERRORS)
+async def summary(
+    services: ServicesDep, query: UsageQueryDep, group_by: GroupBy = "day"
+) -> UsageSummary:
+    """Requests, failures, tokens and cost per day, user hash, specialist, model or provider."""
+    rows = await summarize(services.engine, query, group_by)
+    return UsageSummary(
+        start=query.start, end=query.end, group_by=group_by,
+        groups=[_group(r) for r in rows], totals=_group(totals(rows)),
+    )
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "One CSV row per record"},
+               **_ERRORS},
+)
+async def export(services: ServicesDep, query: UsageQueryDep) -> StreamingResponse:
+    """Every usage row in the range as CSV (header first, oldest first), streamed."""
+    name = f"usage-{query.start:%Y%m%dT%H%M%SZ}-{query.end:%Y%m%dT%H%M%SZ}.csv"
+    return StreamingResponse(
+        export_csv(services.engine, query),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/status", responses=_ERRORS)
+async def status(services: ServicesDep) -> dict[str, object]:
+    """The writer's state: database reachable, queue depth, spool size, totals since start."""
+    return asdict(services.recorder.status())
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _group(row: SummaryRow) -> SummaryGroup:
+    return SummaryGroup(**asdict(row))

@@ -1,0 +1,163 @@
+"""Spend reports over `usage_log`: sums per day, user, specialist, model or provider; CSV.
+
+Both read a time range [start, end) through the timestamp index; the optional filters
+narrow it through the (key, timestamp) indexes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Row, Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.usage.table import COLUMNS, usage_log
+
+GroupBy = Literal["day", "user", "specialist", "model", "provider"]
+GROUPINGS: tuple[GroupBy, ...] = ("day", "user", "specialist", "model", "provider")
+
+_c = usage_log.c
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """A time range [start, end), in UTC, and optional exact-match filters."""
+
+    start: datetime
+    end: datetime
+    specialist_id: str | None = None
+    user_email_hash: str | None = None
+    model: str | None = None
+    provider: str | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        """The WHERE clauses this query means."""
+        # SQLite keeps the UTC wall-clock digits only, so the bounds must be UTC too.
+        clauses = [
+            _c.timestamp >= self.start.astimezone(UTC), _c.timestamp < self.end.astimezone(UTC)
+        ]
+        for name in ("specialist_id", "user_email_hash", "model", "provider"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(_c[name] == value)
+        return clauses
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """One group's totals; `cost_usd` sums the priced rows, `unpriced_requests` counts the rest."""
+
+    key: str | None
+    label: str | None
+    requests: int
+    failures: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced_requests: int
+
+
+def _group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
+    if group_by == "day":
+        if dialect == "postgresql":
+            return func.to_char(func.timezone("UTC", _c.timestamp), "YYYY-MM-DD")
+        return func.substr(_c.timestamp, 1, 10)  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC
+    column = {
+        "user": _c.user_email_hash, "specialist": _c.specialist_id,
+        "model": _c.model, "provider": _c.provider,
+    }[group_by]
+    return column
+
+
+def summary_statement(query: UsageQuery, group_by: GroupBy, dialect: str) -> Select[Any]:
+    """The GROUP BY query behind GET /usage/summary."""
+    key = _group_key(group_by, dialect).label("key")
+    label = func.max(_c.specialist_name) if group_by == "specialist" else None
+    return (
+        select(
+            key,
+            (label if label is not None else key).label("label"),
+            func.count().label("requests"),
+            func.sum(case((_c.success.is_(False), 1), else_=0)).label("failures"),
+            func.coalesce(func.sum(_c.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(_c.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(_c.estimated_cost_usd), 0.0).label("cost_usd"),
+            func.sum(case((_c.estimated_cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+        )
+        .where(*query.where())
+        .group_by(key)
+    )
+
+
+async def summarize(engine: AsyncEngine, query: UsageQuery, group_by: GroupBy) -> list[SummaryRow]:
+    """Totals per group, ordered by key (no-key group, e.g. anonymous users, first)."""
+    statement = summary_statement(query, group_by, engine.dialect.name)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(statement)).all()
+    result = [
+        SummaryRow(
+            key=None if row.key is None else str(row.key),
+            label=None if row.label is None else str(row.label),
+            requests=int(row.requests), failures=int(row.failures),
+            input_tokens=int(row.input_tokens), output_tokens=int(row.output_tokens),
+            cost_usd=float(row.cost_usd), unpriced_requests=int(row.unpriced),
+        )
+        for row in rows
+    ]
+    return sorted(result, key=lambda r: (r.key is not None, r.key or ""))
+
+
+def totals(rows: Sequence[SummaryRow]) -> SummaryRow:
+    """The sum of every group (so the totals always equal the groups shown)."""
+    return SummaryRow(
+        key=None, label=None,
+        requests=sum(r.requests for r in rows), failures=sum(r.failures for r in rows),
+        input_tokens=sum(r.input_tokens for r in rows),
+        output_tokens=sum(r.output_tokens for r in rows),
+        cost_usd=sum(r.cost_usd for r in rows),
+        unpriced_requests=sum(r.unpriced_requests for r in rows),
+    )
+
+
+async def export_csv(
+    engine: AsyncEngine, query: UsageQuery, *, chunk_rows: int = 1_000
+) -> AsyncIterator[bytes]:
+    """The rows as CSV (RFC 4180, header first), streamed from a server-side cursor."""
+    yield _csv_lines([COLUMNS])
+    statement = (
+        select(usage_log).where(*query.where()).order_by(_c.timestamp, _c.id)
+        .execution_options(yield_per=chunk_rows)
+    )
+    async with engine.connect() as conn:
+        result = await conn.stream(statement)
+        async for rows in result.partitions():
+            yield _csv_lines(_cells(row) for row in rows)
+
+
+def _cells(row: Row[Any]) -> list[str]:
+    return [_cell(value) for value in row]
+
+
+def _cell(value: object) -> str:
+    # One spelling per type, so a CSV read back gives the same values on both databases.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite: naive UTC
+        return stamp.astimezone(UTC).isoformat()
+    if isinstance(value, float):
+        return repr(value)  # shortest form that reads back to the same double
+    return str(value)
+
+
+def _csv_lines(rows: Any) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue().encode()
