@@ -1,0 +1,186 @@
+"""The writer on a real database: batches, idempotence, spill, outage, drain, replay, rejects."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.tests.usage.helpers import count_rows, eventually, fetch_rows, make_record
+from backend.usage.record import UsageRecord
+from backend.usage.recorder import RecorderConfig, UsageRecorder
+from backend.usage.spool import REJECTED_FILE, Spool
+from backend.usage.store import insert_batch
+
+FAST = RecorderConfig(
+    batch_size=50, flush_interval=0.01, write_timeout=3, retry_initial=0.05, retry_max=0.2
+)
+
+
+@pytest.fixture
+async def recorder(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[UsageRecorder]:
+    """A started recorder writing to the test's database, spooling under tmp_path."""
+    recorder = UsageRecorder(engine, Spool(tmp_path / "spool"), FAST)
+    recorder.start()
+    yield recorder
+    await recorder.close()
+
+
+async def _break_table(engine: AsyncEngine) -> None:
+    # A failing database without stopping it: every insert fails until _repair_table.
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE usage_log RENAME TO usage_log_away"))
+
+
+async def _repair_table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE usage_log_away RENAME TO usage_log"))
+
+
+async def _all_written(engine: AsyncEngine, recorder: UsageRecorder, n: int) -> None:
+    async def done() -> bool:
+        return recorder.spool_records == 0 and await count_rows(engine) >= n
+
+    await eventually(done)
+
+
+async def test_records_are_written_in_batches_one_row_each(
+    engine: AsyncEngine, recorder: UsageRecorder
+) -> None:
+    records = [make_record(input_tokens=i) for i in range(230)]
+    for record in records:
+        recorder.record(record)
+    await recorder.flush()
+    rows = await fetch_rows(engine)
+    assert [r["request_id"] for r in rows] == [r.request_id for r in records]
+    assert rows[7]["input_tokens"] == 7 and rows[7]["timestamp"] is not None
+    assert recorder.counters.written == 230 and recorder.spool_records == 0
+
+
+async def test_a_record_written_twice_is_one_row(
+    engine: AsyncEngine, recorder: UsageRecorder
+) -> None:
+    record = make_record()
+    recorder.record(record)
+    recorder.record(record)
+    await recorder.flush()
+    assert await insert_batch(engine, [record, make_record(request_id=record.request_id)]) == 0
+    assert await count_rows(engine) == 1
+    assert recorder.counters.duplicates == 1
+
+
+async def test_a_full_queue_spills_to_the_spool_without_blocking_or_dropping(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    recorder = UsageRecorder(
+        engine, Spool(tmp_path / "spool"),
+        RecorderConfig(max_queue=5, batch_size=5, flush_interval=0.01, retry_initial=0.05),
+    )
+    recorder.start()
+    try:
+        records = [make_record() for _ in range(60)]
+        started = time.perf_counter()
+        for record in records:  # no await in between: the writer can't drain meanwhile
+            recorder.record(record)
+        assert time.perf_counter() - started < 0.05
+        assert recorder.counters.spilled == 55
+        await recorder.flush()
+        await _all_written(engine, recorder, 60)
+        rows = await fetch_rows(engine)
+        assert sorted(r["request_id"] for r in rows) == sorted(r.request_id for r in records)
+    finally:
+        await recorder.close()
+
+
+async def test_a_failing_database_spools_then_replays_in_order(
+    engine: AsyncEngine, recorder: UsageRecorder
+) -> None:
+    await _break_table(engine)
+    records = [make_record() for _ in range(120)]
+    for record in records[:60]:
+        recorder.record(record)
+    await recorder.flush()
+    status = recorder.status()
+    assert status.database == "unavailable" and status.spool_records == 60
+    assert status.last_error is not None
+
+    for record in records[60:]:  # keep coming during the outage
+        recorder.record(record)
+    await recorder.flush()
+    assert recorder.spool_records == 120
+    await _repair_table(engine)
+
+    await _all_written(engine, recorder, 120)
+    rows = await fetch_rows(engine)
+    assert [r["request_id"] for r in rows] == [r.request_id for r in records]  # in order
+    assert recorder.status().database == "ok" and recorder.counters.replayed == 120
+
+
+async def test_shutdown_drains_to_the_spool_and_the_next_start_replays_it(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    first = UsageRecorder(engine, Spool(spool_dir), FAST)
+    first.start()
+    await _break_table(engine)
+    records = [make_record() for _ in range(25)]
+    for record in records:
+        first.record(record)
+    await first.close()  # drains: nothing left in memory
+    assert first.spool_records == 25
+
+    await _repair_table(engine)
+    second = UsageRecorder(engine, Spool(spool_dir), FAST)
+    assert second.spool_records == 25  # found at start-up
+    second.start()
+    try:
+        await _all_written(engine, second, 25)
+        assert sorted(r["request_id"] for r in await fetch_rows(engine)) == sorted(
+            r.request_id for r in records
+        )
+    finally:
+        await second.close()
+
+
+async def test_shutdown_with_the_database_up_writes_everything_queued(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    recorder = UsageRecorder(
+        engine, Spool(tmp_path / "spool"), RecorderConfig(batch_size=10, flush_interval=5)
+    )
+    recorder.start()
+    for _ in range(35):
+        recorder.record(make_record())
+    await recorder.close()  # well before the 5 s linger would end
+    assert await count_rows(engine) == 35 and recorder.spool_records == 0
+
+
+def _poison(dialect: str) -> UsageRecord:
+    # Something each database refuses for its content, not for being down.
+    if dialect == "postgresql":
+        return make_record(model="m" * 300)  # VARCHAR(200)
+    return make_record(latency_ms=math.nan)  # SQLite stores NaN as NULL: NOT NULL fails
+
+
+async def test_a_row_the_database_refuses_is_set_aside_and_the_rest_still_flow(
+    engine: AsyncEngine, recorder: UsageRecorder, tmp_path: Path
+) -> None:
+    good = [make_record() for _ in range(10)]
+    bad = _poison(engine.dialect.name)
+    for record in [*good[:5], bad, *good[5:]]:
+        recorder.record(record)
+    await recorder.flush()
+    await _all_written(engine, recorder, 10)
+    rows = await fetch_rows(engine)
+    assert sorted(r["request_id"] for r in rows) == sorted(r.request_id for r in good)
+    assert recorder.counters.rejected == 1
+    assert bad.request_id.encode() in (tmp_path / "spool" / REJECTED_FILE).read_bytes()
+    later = make_record()
+    recorder.record(later)  # the spool is not stuck behind the bad row
+    await recorder.flush()
+    await _all_written(engine, recorder, 11)
