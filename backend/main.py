@@ -25,9 +25,8 @@ from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine
 from backend.providers.factory import ProviderFactory
-from backend.ratelimit.keys import parse_networks
-from backend.ratelimit.memory import MemoryRateLimiter
-from backend.ratelimit.policy import RatePolicy
+from backend.ratelimit.factory import build_rate_limits
+from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.routes import chat, health, specialists
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
@@ -86,9 +85,7 @@ async def build_services(settings: Settings) -> Services:
         specialists=specialists,
         providers=providers,
         recorder=recorder,
-        limiter=MemoryRateLimiter(),
-        policy=RatePolicy(settings.rate_limit_requests, settings.rate_limit_window_seconds),
-        trusted_proxies=parse_networks(settings.trusted_proxies),
+        rate_limits=await build_rate_limits(settings, specialists),
         chat=chat_service,
     )
 
@@ -96,7 +93,7 @@ async def build_services(settings: Settings) -> Services:
 async def close_services(services: Services) -> None:
     """Drain usage records, then close connections, in that order."""
     await services.recorder.close()
-    await services.limiter.close()
+    await services.rate_limits.close()
     await services.session.close()
     await services.engine.dispose()
 
@@ -134,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.add_middleware(RequestContextMiddleware)
+    # TRUSTED_PROXIES alone decides who may name the client, however uvicorn is started.
+    app.add_middleware(ServerProxyHeadersOff)
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(specialists.router)

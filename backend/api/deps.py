@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import aiohttp
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
 
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings, get_settings
 from backend.providers.factory import ProviderFactory
-from backend.ratelimit.base import RateDecision, RateLimiter, RateLimitExceeded
-from backend.ratelimit.keys import Network, client_ip
-from backend.ratelimit.policy import RatePolicy
+from backend.ratelimit.base import RateDecision
+from backend.ratelimit.gate import RateLimits
 from backend.specialists.manager import SpecialistManager
 from backend.usage.identity import hash_email
 from backend.usage.recorder import UsageRecorder
@@ -30,9 +33,7 @@ class Services:
     specialists: SpecialistManager
     providers: ProviderFactory
     recorder: UsageRecorder
-    limiter: RateLimiter
-    policy: RatePolicy
-    trusted_proxies: tuple[Network, ...]
+    rate_limits: RateLimits
     chat: ChatService
 
 
@@ -46,7 +47,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def user_email_hash(request: Request, services: Services) -> str | None:
+def user_email_hash(request: HTTPConnection, services: Services) -> str | None:
     """The keyed hash of the user header's email, or None when the front end sent none."""
     email = request.headers.get(services.settings.user_email_header)
     if not email or not email.strip():
@@ -54,20 +55,63 @@ def user_email_hash(request: Request, services: Services) -> str | None:
     return hash_email(services.settings.hash_secret(), email)
 
 
-async def enforce_rate_limit(request: Request, services: ServicesDep) -> RateDecision:
-    """Take a token for this request, before its body is even validated; 429 when refused.
+async def take_rate_limit_token(
+    connection: HTTPConnection, services: Services, specialist_id: str | None = None
+) -> RateDecision:
+    """Take one token for one chat request on any transport (HTTP or WebSocket message).
 
-    The decision is kept on the request so every response, errors included, carries it.
+    The decision is kept on the connection so every response, errors included, carries it;
+    the caller raises (or sends) `decision.refusal()` when there is one.
     """
-    peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.getlist("x-forwarded-for"), services.trusted_proxies)
-    user = user_email_hash(request, services)
-    request.state.user_email_hash = user
-    decision = await services.limiter.acquire(services.policy.buckets(ip=ip, user=user))
-    request.state.rate_limit = decision
-    if not decision.allowed:
-        raise RateLimitExceeded(decision)
+    user = user_email_hash(connection, services)
+    connection.state.user_email_hash = user
+    decision = await services.rate_limits.decide(
+        peer=connection.client.host if connection.client else None,
+        forwarded_for=connection.headers.getlist("x-forwarded-for"),
+        user=user,
+        specialist=specialist_id,
+    )
+    connection.state.rate_limit = decision
     return decision
+
+
+async def _specialist_in_body(request: Request) -> str | None:
+    # request.json() caches its result, so FastAPI's own body parsing reuses it.
+    try:
+        body = await request.json()
+    except ValueError:
+        return None  # malformed: FastAPI answers 422; the general buckets still apply
+    value = body.get("specialist_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def enforce_rate_limit(request: Request, services: ServicesDep) -> RateDecision:
+    """Take this request's token (once), before its body is validated; 429/503 when refused."""
+    decision: RateDecision | None = getattr(request.state, "rate_limit", None)
+    if decision is None:
+        specialist = None
+        if services.rate_limits.needs_specialist:
+            specialist = await _specialist_in_body(request)
+        decision = await take_rate_limit_token(request, services, specialist)
+    refusal = decision.refusal()
+    if refusal is not None:
+        raise refusal
+    return decision
+
+
+class RateLimitedRoute(APIRoute):
+    """A route that takes its token before FastAPI reads the body, so a malformed body is
+    limited too and its 422 carries the rate-limit headers like every other response."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, preceded by the rate limit."""
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            await enforce_rate_limit(request, get_services(request))
+            return await handler(request)
+
+        return limited
 
 
 RateLimitDep = Annotated[RateDecision, Depends(enforce_rate_limit)]

@@ -21,7 +21,7 @@ from backend.providers.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from backend.ratelimit.base import RateLimitExceeded
+from backend.ratelimit.base import RateLimiterUnavailable, RateLimitExceeded
 from backend.specialists.manager import SpecialistNotFound
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
+    (RateLimiterUnavailable, 503),
     (ProviderNotConfigured, 503),
     (ProviderTimeout, 504),
     (ProviderRateLimited, 503),

@@ -5,9 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from uuid import UUID
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.ratelimit.policy import LimitOverride
 
 DEFAULT_SPECIALISTS_FILE = (
     Path(__file__).resolve().parent.parent / "specialists" / "specialists.yaml"
@@ -68,6 +71,37 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:3000", "http://localhost:8501"]
     )
+
+    # Rate limiting: backends, per-user limits and named overrides (docs/rate-limits.md).
+    # memory | redis; unset: redis exactly when REDIS_URL is set.
+    rate_limit_backend: Literal["memory", "redis"] | None = None
+    redis_url: str | None = None
+    # Redis unreachable: serve anyway (true) or answer 503 (false).
+    rate_limit_fail_open: bool = True
+    rate_limit_redis_prefix: str = "ratelimit:"
+    rate_limit_redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    # Per-user bucket (X-User-Email); unset: the per-IP values.
+    rate_limit_user_requests: int | None = Field(default=None, gt=0)
+    rate_limit_user_window_seconds: float | None = Field(default=None, gt=0)
+    # {"alice@example.com": {"requests": 600, "window_seconds": 3600}}; hashed at start-up.
+    rate_limit_users: dict[str, LimitOverride] = Field(default_factory=dict)
+    # {"<specialist id>": {"requests": 10}}; wins over `rate_limit` in the specialists file.
+    rate_limit_specialists: dict[UUID, LimitOverride] = Field(default_factory=dict)
+
+    @field_validator(
+        "rate_limit_backend", "redis_url", "rate_limit_user_requests",
+        "rate_limit_user_window_seconds", mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("openai_base_url", "anthropic_base_url", "google_base_url")
     @classmethod

@@ -18,6 +18,7 @@ class Bucket:
     kind: str  # "ip" or "user": reported on records and decisions
     capacity: int
     window_seconds: float
+    specialist: str | None = None  # set when the bucket meters one specialist only
 
     @property
     def refill_per_second(self) -> float:
@@ -55,12 +56,16 @@ class RateDecision:
     reset_after: float
     retry_after: float
     key_kind: str
+    specialist: str | None = None
+    # The backend could not answer: allowed when failing open, refused when failing closed.
+    unavailable: bool = False
 
     @classmethod
     def from_states(cls, states: Sequence[BucketState]) -> RateDecision:
         """Refused if any bucket refused; otherwise report the bucket with fewest tokens left."""
         refused = [s for s in states if not s.allowed]
         if refused:
+            # The client must wait for every bucket: report the one that takes longest.
             decisive = max(refused, key=lambda s: s.retry_after)
         else:
             decisive = min(states, key=lambda s: (s.tokens, -s.reset_after))
@@ -71,6 +76,28 @@ class RateDecision:
             reset_after=decisive.reset_after,
             retry_after=decisive.retry_after,
             key_kind=decisive.bucket.kind,
+            specialist=decisive.bucket.specialist,
+        )
+
+    @classmethod
+    def backend_unavailable(
+        cls, buckets: Sequence[Bucket], *, fail_open: bool, retry_after: float
+    ) -> RateDecision:
+        """The decision when the backend cannot answer: nothing was counted.
+
+        Remaining is reported as the full capacity because no token could be taken; the
+        strictest (smallest) bucket is the one named.
+        """
+        strictest = min(buckets, key=lambda b: b.capacity)
+        return cls(
+            allowed=fail_open,
+            limit=strictest.capacity,
+            remaining=strictest.capacity if fail_open else 0,
+            reset_after=0.0,
+            retry_after=0.0 if fail_open else retry_after,
+            key_kind=strictest.kind,
+            specialist=strictest.specialist,
+            unavailable=True,
         )
 
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -81,21 +108,40 @@ class RateDecision:
             (b"x-ratelimit-reset", str(math.ceil(self.reset_after)).encode()),
         ]
         if not self.allowed:
-            # Whole seconds, rounded up, never 0 while limited.
-            pairs.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+            pairs.append((b"retry-after", str(self.retry_after_seconds).encode()))
         return pairs
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """Retry-After as whole seconds, rounded up, never 0 while limited."""
+        return max(1, math.ceil(self.retry_after))
+
+    def refusal(self) -> PortalError | None:
+        """The error a transport raises (or sends) for this decision; None when allowed."""
+        if self.allowed:
+            return None
+        if self.unavailable:
+            return RateLimiterUnavailable(self)
+        return RateLimitExceeded(self)
 
 
 class RateLimiter(Protocol):
     """Takes one token from every bucket, or from none of them."""
 
     async def acquire(self, buckets: Sequence[Bucket]) -> RateDecision:
-        """Atomically take a token from each bucket if all have one; report the decision."""
+        """Atomically take a token from each bucket if all have one; report the decision.
+
+        Raises `BackendUnavailable` when the store cannot answer (never for a refusal).
+        """
         ...
 
     async def close(self) -> None:
         """Release connections, if any."""
         ...
+
+
+class BackendUnavailable(Exception):
+    """The limiter's store did not answer in time; the gate fails open or closed."""
 
 
 class RateLimitExceeded(PortalError):
@@ -104,9 +150,23 @@ class RateLimitExceeded(PortalError):
     code = "rate_limited"
 
     def __init__(self, decision: RateDecision) -> None:
+        scope = " on this specialist" if decision.specialist else ""
         super().__init__(
-            f"rate limit exceeded for this {decision.key_kind}: "
+            f"rate limit exceeded for this {decision.key_kind}{scope}: "
             f"{decision.limit} requests per window; retry in "
-            f"{max(1, math.ceil(decision.retry_after))} s"
+            f"{decision.retry_after_seconds} s"
+        )
+        self.decision = decision
+
+
+class RateLimiterUnavailable(PortalError):
+    """The shared rate-limit store is unreachable and the service is set to fail closed."""
+
+    code = "rate_limiter_unavailable"
+
+    def __init__(self, decision: RateDecision) -> None:
+        super().__init__(
+            "the rate limiter is unavailable, so the request was not served; "
+            f"retry in {decision.retry_after_seconds} s"
         )
         self.decision = decision

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 
-from backend.api.deps import ChatContextDep, ServicesDep
+from backend.api.deps import ChatContextDep, RateLimitedRoute, ServicesDep
 from backend.chat.schemas import ChatRequest, ChatResponse, ErrorBody
 from backend.chat.sse import sse_frames
 
-router = APIRouter(prefix="/chat", tags=["chat"])
+router = APIRouter(prefix="/chat", tags=["chat"], route_class=RateLimitedRoute)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorBody, "description": text}

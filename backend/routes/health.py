@@ -24,4 +24,5 @@ async def health(services: ServicesDep) -> dict[str, object]:
         "database": database,
         "usage_queue_depth": services.recorder.depth,
         "specialists": len(services.specialists.enabled()),
+        "rate_limit": services.rate_limits.snapshot(),
     }

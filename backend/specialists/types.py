@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.providers.factory import ProviderTarget, check_provider_name
+from backend.ratelimit.policy import LimitOverride
 
 
 class Specialist(BaseModel):
@@ -29,6 +30,8 @@ class Specialist(BaseModel):
     # Only for provider `openai_compatible`: its own server and the variable with its key.
     base_url: str | None = None
     api_key_env: str | None = None
+    # Its own per-client limit, on top of the general ones (docs/rate-limits.md).
+    rate_limit: LimitOverride | None = None
 
     @field_validator("provider")
     @classmethod
