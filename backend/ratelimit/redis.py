@@ -1,14 +1,26 @@
 """The Redis token-bucket backend: one Lua script, the server's clock, shared by every worker.
 
-Each request is one round trip: EVALSHA of `token_bucket.lua` with all of the request's
-buckets, which reads TIME, refills and takes atomically, all or nothing. The script is
-loaded once (SCRIPT LOAD at start-up) and called by its hash; a server that lost it
-(restart, SCRIPT FLUSH, failover) answers NOSCRIPT and gets it again.
+Each request's buckets go to Redis in one EVALSHA of `token_bucket.lua`, which reads TIME,
+refills and takes atomically, all or nothing. The script is loaded once (SCRIPT LOAD at
+start-up) and called by its hash; a server that lost it (restart, SCRIPT FLUSH, failover)
+answers NOSCRIPT and gets it again.
 
-A dead or slow Redis never hangs a request: every call is bounded by `timeout`, redis-py's
-own retries are off, and after a failure the store is not tried again for
-`retry_interval` seconds (requests fail fast meanwhile). Connections are re-opened by the
-pool when Redis answers again, so recovery needs no restart.
+Requests that arrive while a call is in flight are sent together, as one pipeline, when it
+returns: one round trip each, and under load one round trip for many. This is what keeps
+the limit exact when a worker is saturated: with one connection per request, requests
+would queue for connections until their timeouts fired and they failed open, at exactly
+the moment the limit matters. Every script call is still its own atomic EVALSHA.
+
+A dead or slow Redis never hangs a request: each round trip is bounded by `timeout`,
+redis-py's own retries are off, and after a failure Redis is not tried again for
+`retry_interval` seconds (requests fail fast meanwhile). Connections are re-opened when
+Redis answers again, so recovery needs no restart.
+
+The bound is on Redis, not on our own event loop: a saturated worker can take longer than
+`timeout` to get round to reading a reply that arrived long ago, and a plain
+`asyncio.timeout` would then cancel it and fail open. So when the time is up, the round
+trip gets a few more loop iterations to read what is already in the socket before Redis
+is declared unreachable; when Redis is really down, those iterations cost microseconds.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +45,17 @@ log = logging.getLogger(__name__)
 SCRIPT = (Path(__file__).with_name("token_bucket.lua")).read_text(encoding="utf-8")
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
-# Enough connections for a busy worker (each call holds one for ~0.1 ms); waiting for a free
-# one counts against the same timeout as the call itself.
-MAX_CONNECTIONS = 64
+# One batch is in flight at a time, so two connections suffice (one spare for SCRIPT LOAD).
+MAX_CONNECTIONS = 4
+# Bounds one round trip's size, so one batch cannot delay the next for long.
+MAX_BATCH = 512
+# Loop iterations a late round trip gets, after `timeout`, to read a reply already received.
+GRACE_ITERATIONS = 8
+# redis-py's own socket timeouts, as multiples of `timeout`: a backstop for a wedged
+# connection only; the sender's loop-aware bound is the one that normally applies.
+BACKSTOP = 10
+
+Call = tuple[list[str], list[int | float], "asyncio.Future[list[Any]]"]
 
 
 class RedisRateLimiter:
@@ -54,8 +74,8 @@ class RedisRateLimiter:
             url,
             max_connections=MAX_CONNECTIONS,
             timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            socket_timeout=BACKSTOP * timeout,
+            socket_connect_timeout=BACKSTOP * timeout,
             retry=Retry(NoBackoff(), 0),  # no hidden retries: the gate decides what happens
         )
         self._redis = Redis(connection_pool=self._pool)
@@ -64,32 +84,34 @@ class RedisRateLimiter:
         self._retry_interval = retry_interval
         self._clock = clock
         self._down_until = 0.0
+        self._pending: list[Call] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the script once; an unreachable Redis is only logged (requests will retry)."""
         try:
             async with asyncio.timeout(self._timeout):
-                sha = await self._redis.script_load(SCRIPT)
+                await self._redis.script_load(SCRIPT)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("Redis unreachable at start-up (%s); rate limits will retry it", exc)
-            return
-        if sha != SCRIPT_SHA:  # pragma: no cover - would mean a different hash function
-            raise RuntimeError(f"Redis hashed the rate-limit script as {sha}, not {SCRIPT_SHA}")
 
     async def acquire(self, buckets: Sequence[Bucket]) -> RateDecision:
         """Take one token from every bucket, or none, in one atomic script call."""
         if self._clock() < self._down_until:
             raise BackendUnavailable("Redis failed moments ago; not retried yet")
-        keys = [self._prefix + bucket.key for bucket in buckets]
         args: list[int | float] = []
         for bucket in buckets:
             args += [bucket.capacity, bucket.window_seconds]
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append(([self._prefix + b.key for b in buckets], args, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_pending())
         try:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._call(keys, args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            await self._mark_down()
-            raise BackendUnavailable(_describe(exc)) from exc
+            # The sender bounds every round trip; this is a backstop against a bug only.
+            async with asyncio.timeout(BACKSTOP * self._timeout):
+                reply = await future
+        except TimeoutError as exc:
+            raise BackendUnavailable("Redis did not answer in time") from exc
         allowed = reply[0] == 1
         states = [
             BucketState(bucket, float(level), allowed)
@@ -98,23 +120,84 @@ class RedisRateLimiter:
         return RateDecision.from_states(states)
 
     async def close(self) -> None:
-        """Close the client and every pooled connection."""
+        """Stop sending, then close the client and every pooled connection."""
+        if self._sender is not None:
+            self._sender.cancel()
+        self._fail(self._pending, BackendUnavailable("the rate limiter is closing"))
+        self._pending = []
         await self._redis.aclose()
         await self._pool.disconnect()
 
-    async def _call(self, keys: list[str], args: list[int | float]) -> list[Any]:
+    async def _send_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            batch = [call for call in batch if not call[2].done()]  # waiters that gave up
+            if self._clock() < self._down_until:
+                self._fail(batch, BackendUnavailable("Redis failed moments ago"))
+                continue
+            try:
+                replies = await self._bounded(self._round_trip(batch))
+            except (RedisError, OSError, TimeoutError) as exc:
+                await self._mark_down()
+                self._fail(batch, BackendUnavailable(_describe(exc)), cause=exc)
+                continue
+            except Exception as exc:  # a bug: never leave waiters hanging on it
+                log.exception("rate-limit batch failed")
+                self._fail(batch, BackendUnavailable(_describe(exc)), cause=exc)
+                continue
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(reply)
+
+    async def _bounded(self, work: Coroutine[Any, Any, list[list[Any]]]) -> list[list[Any]]:
+        """`work`, or TimeoutError once `timeout` has passed and the loop has had a few more
+        turns to read what Redis already sent (see the module docstring)."""
+        task = asyncio.create_task(work)
         try:
-            reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            # Redis restarted, failed over or flushed its scripts: load it again, once.
+            await asyncio.wait({task}, timeout=self._timeout)
+            for _ in range(GRACE_ITERATIONS):
+                if task.done():
+                    break
+                await asyncio.sleep(0)
+            if not task.done():
+                raise TimeoutError
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _round_trip(self, batch: list[Call]) -> list[list[Any]]:
+        replies = await self._pipeline(batch)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            # Redis restarted, failed over or flushed its scripts: NOSCRIPT means the script
+            # did not run, so loading it and sending those calls again takes nothing twice.
             await self._redis.script_load(SCRIPT)
-            reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        return list(reply)
+            for i, reply in zip(lost, await self._pipeline([batch[i] for i in lost]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [list(reply) for reply in replies]
+
+    async def _pipeline(self, batch: list[Call]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _mark_down(self) -> None:
         self._down_until = self._clock() + self._retry_interval
         # Drop every pooled connection: after a Redis restart each would otherwise fail once.
         await self._pool.disconnect(inuse_connections=True)
+
+    @staticmethod
+    def _fail(batch: list[Call], error: Exception, cause: BaseException | None = None) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                failure = BackendUnavailable(*error.args)
+                failure.__cause__ = cause
+                future.set_exception(failure)
 
 
 def _describe(exc: BaseException) -> str:

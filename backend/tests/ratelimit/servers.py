@@ -46,19 +46,20 @@ def server_env(tmp_path: Path, name: str, **settings: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def uvicorn_servers(
-    envs: Sequence[dict[str, str]], args: Sequence[str] = ()
+    envs: Sequence[dict[str, str]], args: Sequence[Sequence[str]] | None = None
 ) -> AsyncIterator[list[str]]:
-    """Run `python -m uvicorn backend.main:app --port N` once per env; yield their base URLs."""
+    """Run `python -m uvicorn backend.main:app --port N [args]` once per env, all at once;
+    yield their base URLs."""
     ports = [free_port() for _ in envs]
     # A file, not a pipe: a pipe nobody reads would stall a server that logs a lot.
     logs = [tempfile.TemporaryFile() for _ in envs]
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port),
-            "--log-level", "warning", *args,
+            "--log-level", "warning", *extra,
             cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
         )
-        for port, env, log in zip(ports, envs, logs, strict=True)
+        for port, env, log, extra in zip(ports, envs, logs, args or [()] * len(envs), strict=True)
     ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
