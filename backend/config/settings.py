@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from uuid import UUID
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.ratelimit.policy import LimitOverride
@@ -15,6 +15,9 @@ from backend.ratelimit.policy import LimitOverride
 DEFAULT_SPECIALISTS_FILE = (
     Path(__file__).resolve().parent.parent / "specialists" / "specialists.yaml"
 )
+
+# The four per-attempt bounds PROVIDER_TIMEOUTS may set for one provider.
+TimeoutName = Literal["connect", "first_token", "idle", "total"]
 
 # Used only when ENVIRONMENT=development and USER_HASH_SECRET is unset, so a fresh
 # clone runs; any other environment refuses to start without a real secret.
@@ -102,6 +105,23 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    # Resilience: per-attempt timeouts, retries and fallbacks, circuit breakers, keep-alives
+    # (docs/resilience.md). The provider's *_TIMEOUT_SECONDS above is each attempt's total cap.
+    first_token_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Silence on a streaming connection, before the first chunk and between chunks.
+    stream_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    # {"google": {"first_token": 120, "idle": 90}}: per-provider connect/first_token/idle/total.
+    provider_timeouts: dict[str, dict[TimeoutName, PositiveFloat]] = Field(default_factory=dict)
+    retry_max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_base_delay_seconds: float = Field(default=0.5, ge=0)
+    retry_max_delay_seconds: float = Field(default=4.0, ge=0)
+    retry_jitter: float = Field(default=1.0, ge=0, le=1)
+    retry_after_cap_seconds: float = Field(default=5.0, ge=0)
+    retry_budget_seconds: float = Field(default=90.0, gt=0)
+    breaker_failure_threshold: int = Field(default=5, ge=0)
+    breaker_cool_down_seconds: float = Field(default=30.0, gt=0)
+    sse_keepalive_seconds: float = Field(default=15.0, ge=0)
 
     @field_validator("openai_base_url", "anthropic_base_url", "google_base_url")
     @classmethod

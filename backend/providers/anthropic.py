@@ -77,6 +77,7 @@ class AnthropicProvider(Provider):
         if api_key:
             self._headers["x-api-key"] = api_key
         self._timeout = timeouts.client_timeout()
+        self._stream_timeout = timeouts.stream_timeout()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One non-streaming call; the answer's text blocks are joined."""
@@ -122,7 +123,8 @@ class AnthropicProvider(Provider):
     def _post(self, body: dict[str, Any]) -> Any:
         return post(
             self._session, self._url, provider=self.name, headers=self._headers, body=body,
-            timeout=self._timeout, read_error=_read_error,
+            timeout=self._stream_timeout if body.get("stream") else self._timeout,
+            read_error=_read_error,
         )
 
 

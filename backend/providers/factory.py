@@ -18,8 +18,8 @@ from backend.providers.base import Provider
 from backend.providers.demo import DemoProvider
 from backend.providers.errors import ProviderNotConfigured
 from backend.providers.google import GoogleProvider
-from backend.providers.http import Timeouts
 from backend.providers.openai import OpenAIProvider
+from backend.resilience.timeouts import provider_timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ def _openai(
         session,
         base_url=s.openai_base_url,
         api_key=key,
-        timeouts=Timeouts(s.connect_timeout_seconds, s.openai_timeout_seconds),
+        timeouts=provider_timeouts(s, "openai"),
     )
 
 
@@ -53,7 +53,7 @@ def _compatible(
         base_url=t.base_url or s.openai_base_url,
         api_key=key,
         name="openai_compatible",
-        timeouts=Timeouts(s.connect_timeout_seconds, s.openai_timeout_seconds),
+        timeouts=provider_timeouts(s, "openai_compatible"),
     )
 
 
@@ -65,7 +65,7 @@ def _anthropic(
         base_url=s.anthropic_base_url,
         api_key=key or "",
         api_version=s.anthropic_version,
-        timeouts=Timeouts(s.connect_timeout_seconds, s.anthropic_timeout_seconds),
+        timeouts=provider_timeouts(s, "anthropic"),
     )
 
 
@@ -77,7 +77,7 @@ def _google(
         base_url=s.google_base_url,
         api_key=key or "",
         api_version=s.google_api_version,
-        timeouts=Timeouts(s.connect_timeout_seconds, s.google_timeout_seconds),
+        timeouts=provider_timeouts(s, "google"),
     )
 
 

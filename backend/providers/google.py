@@ -70,6 +70,7 @@ class GoogleProvider(Provider):
         self._root = f"{base_url.rstrip('/')}/{api_version.strip('/')}/"
         self._headers = {"Content-Type": "application/json", "x-goog-api-key": api_key}
         self._timeout = timeouts.client_timeout()
+        self._stream_timeout = timeouts.stream_timeout()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One generateContent call."""
@@ -85,7 +86,7 @@ class GoogleProvider(Provider):
         """Relay each frame's text; end with the last frame's usage."""
         model, usage, finish = request.model, None, None
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
-        async with self._post(url, request) as response:
+        async with self._post(url, request, stream=True) as response:
             async for event in iter_sse(response.content):
                 data = _parse_frame(self.name, event.data)
                 candidate = _candidate(self.name, data)
@@ -113,14 +114,14 @@ class GoogleProvider(Provider):
 
     @asynccontextmanager
     async def _post(
-        self, url: str, request: CompletionRequest
+        self, url: str, request: CompletionRequest, *, stream: bool = False
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         # Like http.post, but an error body needs reading whole: Google names an invalid
         # key (HTTP 400) and the retry delay (HTTP 429) only inside it.
         try:
             async with self._session.post(
                 url, data=orjson.dumps(_body(request)), headers=self._headers,
-                timeout=self._timeout,
+                timeout=self._stream_timeout if stream else self._timeout,
             ) as response:
                 if response.status >= 400:
                     raw = await response.read()

@@ -36,17 +36,32 @@ ErrorReader = Callable[[bytes], str]
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Bounds for one upstream call: connecting, the whole call, and silence between chunks."""
+    """Bounds for one upstream attempt (docs/resilience.md has the whole picture).
+
+    `connect`: opening the connection. `total`: the whole attempt, body included.
+    `stream_idle`: silence on the wire while streaming, before the first chunk as well as
+    between chunks. `first_token`: from the request to the first text; the chat service
+    enforces it, since only it knows when text (not a ping) arrives. `idle` bounds silence
+    in both modes; the factory leaves it unset, because a non-streamed answer is silent
+    until it is complete.
+    """
 
     connect: float
     total: float
     idle: float | None = None
+    stream_idle: float | None = None
+    first_token: float | None = None
 
     def client_timeout(self) -> aiohttp.ClientTimeout:
-        """The aiohttp form: `sock_read` bounds both the first byte and every gap after it."""
+        """For a non-streamed call: `sock_read` bounds the first byte and every gap after it."""
         return aiohttp.ClientTimeout(
             total=self.total, sock_connect=self.connect, sock_read=self.idle or self.total
         )
+
+    def stream_timeout(self) -> aiohttp.ClientTimeout:
+        """For a stream: aiohttp re-arms `sock_read` on every read, at no cost of ours."""
+        idle = self.stream_idle or self.idle or self.total
+        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect, sock_read=idle)
 
 
 def redact(text: str) -> str:

@@ -50,6 +50,7 @@ class OpenAIProvider(Provider):
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeout = timeouts.client_timeout()
+        self._stream_timeout = timeouts.stream_timeout()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One non-streaming call."""
@@ -88,7 +89,8 @@ class OpenAIProvider(Provider):
     def _post(self, body: dict[str, Any]) -> Any:
         return post(
             self._session, self._url, provider=self.name, headers=self._headers, body=body,
-            timeout=self._timeout, read_error=_read_error,
+            timeout=self._stream_timeout if body.get("stream") else self._timeout,
+            read_error=_read_error,
         )
 
 
