@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from backend.errors import PortalError
-from backend.specialists.types import Specialist
+from backend.specialists.types import Route, Specialist
 
 
 class SpecialistNotFound(PortalError):
@@ -32,6 +32,8 @@ class SpecialistManager:
             if key in self._by_id:
                 raise SpecialistsFileError(f"duplicate specialist id {key}")
             self._by_id[key] = specialist
+        # Resolved once, so a missing reference or a cycle stops start-up, not a request.
+        self._fallbacks = {key: _fallback_routes(s, self._by_id) for key, s in self._by_id.items()}
 
     @classmethod
     def from_file(cls, path: Path) -> SpecialistManager:
@@ -64,9 +66,42 @@ class SpecialistManager:
             raise SpecialistNotFound(f"no enabled specialist with id {specialist_id!r}")
         return specialist
 
+    def fallbacks(self, specialist: Specialist) -> tuple[Route, ...]:
+        """The routes to try, in order, once this specialist's own has failed."""
+        return self._fallbacks.get(str(specialist.id), ())
+
     def enabled(self) -> list[Specialist]:
         """Every enabled specialist, in file order."""
         return [s for s in self._by_id.values() if s.enabled]
+
+
+def _fallback_routes(start: Specialist, by_id: dict[str, Specialist]) -> tuple[Route, ...]:
+    """Expand `fallbacks` depth-first (a specialist brings its own fallbacks along).
+
+    A referenced specialist may be disabled: a backup that users cannot pick directly.
+    Routes equal to an earlier one, or to the specialist's own, are tried only once.
+    """
+    routes: list[Route] = []
+
+    def visit(specialist: Specialist, path: tuple[str, ...]) -> None:
+        for fallback in specialist.fallbacks:
+            if fallback.specialist is None:
+                routes.append(fallback.route(specialist))
+                continue
+            key = str(fallback.specialist)
+            if key in path:
+                raise SpecialistsFileError(f"fallback cycle: {' -> '.join((*path, key))}")
+            other = by_id.get(key)
+            if other is None:
+                raise SpecialistsFileError(
+                    f"specialist {path[-1]} names fallback specialist {key}, which does not exist"
+                )
+            routes.append(other.route)
+            visit(other, (*path, key))
+
+    visit(start, (str(start.id),))
+    own = start.route
+    return tuple(dict.fromkeys(route for route in routes if route != own))
 
 
 def _normalise(specialist_id: str) -> str:
