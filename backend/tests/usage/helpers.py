@@ -64,13 +64,18 @@ async def eventually(
 
 
 class TcpProxy:
-    """A TCP relay on 127.0.0.1 that can be stopped (refusing and cutting connections)
-    and started again on the same port: a database outage without touching the database."""
+    """A TCP relay on 127.0.0.1 to a real server, for database outages without touching it.
+
+    `stop()` refuses and cuts connections (a dead server); `hang()` keeps accepting but
+    relays nothing (a server that never answers); `start()` and `resume()` undo them.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     async def start(self) -> None:
@@ -87,22 +92,33 @@ class TcpProxy:
             await self._server.wait_closed()
             self._server = None
 
+    def hang(self) -> None:
+        """Accept, but pass no byte in either direction until `resume()`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Relay again."""
+        self._flowing.set()
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
+            await self._flowing.wait()
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
+            self._writers.discard(writer)
             return
-        self._writers.update((writer, up_writer))
+        self._writers.add(up_writer)
         await asyncio.gather(
             self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
         )
         self._writers.difference_update((writer, up_writer))
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         finally:

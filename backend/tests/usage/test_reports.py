@@ -1,0 +1,197 @@
+"""Spend reports through the real server: sums equal the rows, the CSV round-trips, auth, 422s."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.tests.usage.helpers import ADMIN_TOKEN, fetch_rows, make_record
+from backend.tests.usage.portal import Portal, running_portal
+from backend.usage.record import UsageRecord
+from backend.usage.store import insert_batch
+from backend.usage.table import COLUMNS
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def _records(n: int) -> list[UsageRecord]:
+    rng = random.Random(4)
+    models = [
+        ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("google", "gemini-2.5-flash")
+    ]
+    records = []
+    for _ in range(n):
+        provider, model = rng.choice(models)
+        failed = rng.random() < 0.2
+        records.append(make_record(
+            timestamp=START + timedelta(minutes=rng.randrange(0, 60 * 24 * 5)),
+            user_email_hash=rng.choice([None, "a" * 64, "b" * 64]),
+            specialist_id=rng.choice(["s1", "s2"]), specialist_name="Spec, \"quoted\"\nname",
+            provider=provider, model=model,
+            input_tokens=rng.randrange(0, 5000), output_tokens=rng.randrange(0, 2000),
+            estimated_cost_usd=None if rng.random() < 0.1 else rng.random() / 100,
+            latency_ms=rng.random() * 1000, success=not failed, streamed=rng.random() < 0.5,
+            error_kind="provider_unavailable" if failed else None,
+            cached_input_tokens=rng.choice([None, 0, 12]), tokens_estimated=failed,
+            specialist_version=rng.choice([None, 1, 2]), prompt_hash="c" * 64,
+            rate_limit_key_kind=rng.choice(["ip", "user"]),
+        ))
+    return records
+
+
+def _key(record: UsageRecord, group_by: str) -> str | None:
+    if group_by == "day":
+        return record.timestamp.astimezone(UTC).strftime("%Y-%m-%d")
+    attribute = {"user": "user_email_hash", "specialist": "specialist_id"}.get(group_by, group_by)
+    value: str | None = getattr(record, attribute)
+    return value
+
+
+def _expected(records: list[UsageRecord], group_by: str) -> dict[str | None, dict[str, Any]]:
+    groups: dict[str | None, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        g = groups[_key(r, group_by)]
+        g["requests"] += 1
+        g["failures"] += not r.success
+        g["input_tokens"] += r.input_tokens
+        g["output_tokens"] += r.output_tokens
+        g["cost_usd"] += r.estimated_cost_usd or 0.0
+        g["unpriced_requests"] += r.estimated_cost_usd is None
+    return groups
+
+
+@pytest.fixture
+async def portal(database_url: str, tmp_path: Path) -> Any:
+    """A running portal whose database holds 300 known records over five days."""
+    async with running_portal(tmp_path, database_url) as portal:
+        portal.records = _records(300)  # type: ignore[attr-defined]
+        await insert_batch(portal.engine, portal.records)  # type: ignore[attr-defined]
+        yield portal
+
+
+async def test_summary_sums_equal_the_rows_for_every_grouping(portal: Portal) -> None:
+    records: list[UsageRecord] = portal.records  # type: ignore[attr-defined]
+    start, end = START + timedelta(days=1), START + timedelta(days=4)
+    in_range = [r for r in records if start <= r.timestamp < end]
+    for group_by in ("day", "user", "specialist", "model", "provider"):
+        response = await portal.client.get("/usage/summary", headers=ADMIN, params={
+            "from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
+        })
+        assert response.status_code == 200, response.text
+        body = response.json()
+        expected = _expected(in_range, group_by)
+        got = {g["key"]: g for g in body["groups"]}
+        assert set(got) == set(expected), group_by
+        for key, sums in expected.items():
+            for name in ("requests", "failures", "input_tokens", "output_tokens",
+                         "unpriced_requests"):
+                assert got[key][name] == sums[name], (group_by, key, name)
+            assert got[key]["cost_usd"] == pytest.approx(sums["cost_usd"], rel=1e-9)
+        assert body["totals"]["requests"] == len(in_range)
+        assert body["totals"]["input_tokens"] == sum(r.input_tokens for r in in_range)
+        assert body["from"].startswith("2026-10-02") and body["group_by"] == group_by
+        if group_by == "specialist":
+            assert got["s1"]["label"] == 'Spec, "quoted"\nname'
+
+
+async def test_summary_filters_narrow_the_rows(portal: Portal) -> None:
+    records: list[UsageRecord] = portal.records  # type: ignore[attr-defined]
+    response = await portal.client.get("/usage/summary", headers=ADMIN, params={
+        "from": "2026-10-01T00:00:00", "to": "2026-10-10T00:00:00", "group_by": "model",
+        "user_email_hash": "a" * 64, "provider": "openai",
+    })
+    body = response.json()
+    wanted = [r for r in records if r.user_email_hash == "a" * 64 and r.provider == "openai"]
+    assert [g["key"] for g in body["groups"]] == ["gpt-4o"]
+    assert body["totals"]["requests"] == len(wanted)
+
+
+async def test_the_csv_export_round_trips_the_rows(portal: Portal) -> None:
+    start, end = START + timedelta(days=2), START + timedelta(days=3, hours=7)
+    response = await portal.client.get("/usage/export", headers=ADMIN, params={
+        "from": start.isoformat(), "to": end.isoformat(),
+    })
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    parsed = list(csv.DictReader(io.StringIO(response.text)))
+    assert list(parsed[0]) == list(COLUMNS)
+
+    rows = [
+        r for r in await fetch_rows(portal.engine)
+        if start <= r["timestamp"].replace(tzinfo=r["timestamp"].tzinfo or UTC) < end
+    ]
+    rows.sort(key=lambda r: (r["timestamp"].replace(tzinfo=UTC), r["id"]))
+    assert len(parsed) == len(rows) > 0
+    for got, row in zip(parsed, rows, strict=True):
+        assert _typed(got) == {**row, "timestamp": row["timestamp"].astimezone(UTC)
+                               if row["timestamp"].tzinfo else row["timestamp"].replace(tzinfo=UTC)}
+
+
+def _typed(cells: dict[str, str]) -> dict[str, Any]:
+    # How a finance tool reads the CSV back: empty is null, true/false, ISO times, numbers.
+    ints = {"id", "input_tokens", "output_tokens", "cached_input_tokens", "specialist_version"}
+    floats = {"estimated_cost_usd", "latency_ms"}
+    bools = {"success", "streamed", "tokens_estimated"}
+    out: dict[str, Any] = {}
+    for name, text in cells.items():
+        if text == "" and name not in bools:
+            out[name] = None
+        elif name in ints:
+            out[name] = int(text)
+        elif name in floats:
+            out[name] = float(text)
+        elif name in bools:
+            out[name] = {"true": True, "false": False}[text]
+        elif name == "timestamp":
+            out[name] = datetime.fromisoformat(text)
+        else:
+            out[name] = text
+    return out
+
+
+async def test_admin_endpoints_need_the_token(portal: Portal) -> None:
+    for path in ("/usage/summary", "/usage/export", "/usage/status"):
+        missing = await portal.client.get(path)
+        wrong = await portal.client.get(path, headers={"Authorization": "Bearer wrong-token-xxxxx"})
+        for response in (missing, wrong):
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert response.json()["error"] == "unauthorized"
+        assert (await portal.client.get(path, headers=ADMIN)).status_code == 200
+
+
+BAD_PARAMS: list[dict[str, str]] = [
+    {"group_by": "week"},
+    {"from": "yesterday"},
+    {"from": "2026-10-05T00:00:00Z", "to": "2026-10-01T00:00:00Z"},
+    {"from": "2026-10-05T00:00:00Z", "to": "2026-10-05T00:00:00Z"},
+]
+
+
+async def test_bad_parameters_are_a_422_json_error(portal: Portal) -> None:
+    for path in ("/usage/summary", "/usage/export"):
+        for params in BAD_PARAMS:
+            if path == "/usage/export" and "group_by" in params:
+                continue  # the export has no grouping
+            response = await portal.client.get(path, headers=ADMIN, params=params)
+            assert response.status_code == 422, (path, params)
+            assert response.json()["error"] == "invalid_request"
+
+
+async def test_without_admin_token_the_endpoints_do_not_exist(tmp_path: Path) -> None:
+    async with running_portal(
+        tmp_path, f"sqlite:///{tmp_path / 'usage.db'}", admin_token=None
+    ) as portal:
+        for path in ("/usage/summary", "/usage/export", "/usage/status"):
+            response = await portal.client.get(path, headers=ADMIN)
+            assert response.status_code == 404
+            assert response.json() == (await portal.client.get("/no/such/route")).json()
