@@ -27,6 +27,7 @@ from backend.database.engine import make_engine
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.ratelimit.server_proxy import ServerProxyHeadersOff
+from backend.resilience.runner import Resilience
 from backend.routes import chat, health, specialists
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
@@ -58,6 +59,7 @@ def load_settings() -> Settings:
 async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
     specialists = SpecialistManager.from_file(settings.specialists_file)
+    resilience = Resilience.from_settings(settings)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
     )
@@ -77,6 +79,7 @@ async def build_services(settings: Settings) -> Services:
             max_history_messages=settings.max_history_messages,
             max_total_chars=settings.max_total_chars,
         ),
+        resilience=resilience,
     )
     return Services(
         settings=settings,

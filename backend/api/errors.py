@@ -22,6 +22,8 @@ from backend.providers.errors import (
     ProviderUnavailable,
 )
 from backend.ratelimit.base import RateLimiterUnavailable, RateLimitExceeded
+from backend.resilience.breaker import CircuitOpen
+from backend.resilience.disconnect import ClientDisconnected
 from backend.specialists.manager import SpecialistNotFound
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (RateLimitExceeded, 429),
     (RateLimiterUnavailable, 503),
     (ProviderNotConfigured, 503),
+    # nginx's "client closed request": logged only, since nobody is there to read it.
+    (ClientDisconnected, 499),
+    (CircuitOpen, 503),
     (ProviderTimeout, 504),
     (ProviderRateLimited, 503),
     (ProviderUnavailable, 503),
@@ -72,7 +77,7 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     assert isinstance(exc, PortalError)
     status = status_for(exc)
     headers: dict[str, str] = {}
-    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
+    if isinstance(exc, (ProviderRateLimited, CircuitOpen)) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, ProviderError):
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)

@@ -6,11 +6,13 @@ first byte fails there, as an exception the error seam turns into a status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
@@ -24,13 +26,20 @@ from backend.providers.base import (
     StreamEvent,
     Usage,
 )
+from backend.providers.errors import ProviderError, ProviderTimeout
 from backend.providers.factory import ProviderFactory
+from backend.resilience.breaker import CircuitBreaker
+from backend.resilience.runner import Answered, Call, Resilience
 from backend.specialists.manager import SpecialistManager
-from backend.specialists.types import Specialist
+from backend.specialists.types import Route, Specialist
 from backend.usage.record import UsageRecord
 from backend.usage.recorder import UsageRecorder
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A stream whose first event has arrived: that event, and the iterator for the rest.
+Opened = tuple[StreamEvent, AsyncIterator[StreamEvent]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +63,17 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class PreparedChat:
-    """A validated request, bound to its specialist and provider, ready to run."""
+    """A validated request, bound to its specialist and provider, ready to run.
+
+    `provider` and `request` are the specialist's own; `fallbacks` are tried after them.
+    Which one answered is on the outcome and the usage record, never assumed from these.
+    """
 
     context: RequestContext
     specialist: Specialist
     provider: Provider
     request: CompletionRequest
+    fallbacks: tuple[Route, ...] = ()
 
 
 @dataclass(slots=True)
@@ -71,6 +85,7 @@ class Outcome:
     output_chars: int = 0
     error: PortalError | None = None
     error_kind: str | None = None
+    provider: str = ""  # the provider tried last: the one that answered, on success
 
 
 class ChatService:
@@ -84,12 +99,14 @@ class ChatService:
         prices: PriceBook,
         recorder: UsageRecorder,
         limits: ChatLimits,
+        resilience: Resilience | None = None,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
         self._prices = prices
         self._recorder = recorder
         self._limits = limits
+        self._resilience = resilience or Resilience.off()
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -104,13 +121,15 @@ class ChatService:
             temperature=specialist.temperature,
             max_output_tokens=specialist.max_output_tokens,
         )
-        return PreparedChat(context, specialist, provider, request)
+        fallbacks = self._specialists.fallbacks(specialist)
+        return PreparedChat(context, specialist, provider, request, fallbacks)
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
-        """Run a non-streaming call and record it, however it ends."""
-        outcome = Outcome(model=chat.request.model)
+        """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
+        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
         try:
-            completion: Completion = await chat.provider.complete(chat.request)
+            answered = await self._run(chat, _complete, outcome)
+            completion: Completion = answered.value
             outcome.model, outcome.usage = completion.model, completion.usage
             outcome.output_chars = len(completion.text)
         except PortalError as exc:
@@ -125,7 +144,7 @@ class ChatService:
             content=completion.text,
             specialist_id=str(chat.specialist.id),
             specialist_name=chat.specialist.name,
-            provider=chat.provider.name,
+            provider=record.provider,
             model=outcome.model,
             input_tokens=record.input_tokens,
             output_tokens=record.output_tokens,
@@ -135,11 +154,13 @@ class ChatService:
         )
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
-        """Start the stream and await its first event, so early failures still get a status."""
-        events = aiter(chat.provider.stream(chat.request))
-        outcome = Outcome(model=chat.request.model)
+        """Start the stream and await its first event, so early failures still get a status.
+
+        Retries and fallbacks happen here, while nothing has been sent to the client yet.
+        """
+        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
         try:
-            first = await anext(events)
+            answered = await self._run(chat, self._first_event, outcome)
         except BaseException as exc:
             outcome.error = exc if isinstance(exc, PortalError) else None
             outcome.error_kind = (
@@ -147,22 +168,49 @@ class ChatService:
             )
             self._record(chat, outcome, streamed=True)
             raise
-        return ChatStream(self, chat, first, events, outcome)
+        first, events = answered.value
+        return ChatStream(self, chat, first, events, outcome, breaker=answered.breaker)
+
+    def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
+        return self._resilience.run(
+            chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
+            call=call, tried=outcome,
+        )
+
+    def _resolve(self, route: Route) -> Provider:
+        return self._providers.get(route.target)
+
+    async def _first_event(self, provider: Provider, request: CompletionRequest) -> Opened:
+        """Open one upstream stream and wait, within the first-token bound, for its first event."""
+        events = aiter(provider.stream(request))
+        bound = self._resilience.first_token(provider.name)
+        try:
+            try:
+                async with asyncio.timeout(bound):
+                    return await anext(events), events
+            except TimeoutError as exc:
+                raise ProviderTimeout(
+                    f"{provider.name} sent no text within {bound:g} s", provider=provider.name
+                ) from exc
+        except BaseException:
+            await _close(events)
+            raise
 
     def _record(self, chat: PreparedChat, outcome: Outcome, *, streamed: bool) -> UsageRecord:
         usage = outcome.usage or _estimate(chat.request, outcome.output_chars)
         context = chat.context
+        provider = outcome.provider or chat.provider.name
         record = UsageRecord(
             request_id=context.request_id,
             timestamp=datetime.now(UTC),
             user_email_hash=context.user_email_hash,
             specialist_id=str(chat.specialist.id),
             specialist_name=chat.specialist.name,
-            provider=chat.provider.name,
+            provider=provider,
             model=outcome.model,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            estimated_cost_usd=self._prices.estimate(chat.provider.name, outcome.model, usage),
+            estimated_cost_usd=self._prices.estimate(provider, outcome.model, usage),
             latency_ms=round((time.perf_counter() - context.received_at) * 1000, 3),
             success=outcome.error_kind is None,
             streamed=streamed,
@@ -187,6 +235,8 @@ class ChatStream:
         first: StreamEvent,
         rest: AsyncIterator[StreamEvent],
         outcome: Outcome,
+        *,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.chat = chat
         self._service = service
@@ -194,6 +244,7 @@ class ChatStream:
         self._rest = rest
         self.outcome = outcome
         self.record: UsageRecord | None = None
+        self._breaker = breaker
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """Yield every event; record the interaction when the stream ends, however it ends."""
@@ -206,6 +257,8 @@ class ChatStream:
                 yield self._observe(event)
         except PortalError as exc:
             outcome.error, outcome.error_kind = exc, exc.code
+            if self._breaker is not None and isinstance(exc, ProviderError) and exc.retryable:
+                self._breaker.failed(probe=False)  # a stall or cut mid-stream counts too
             raise
         except BaseException as exc:
             outcome.error_kind = _interrupted_kind(exc)
@@ -220,6 +273,10 @@ class ChatStream:
         else:
             self.outcome.output_chars += len(event.text)
         return event
+
+
+async def _complete(provider: Provider, request: CompletionRequest) -> Completion:
+    return await provider.complete(request)
 
 
 async def _close(events: AsyncIterator[StreamEvent]) -> None:

@@ -6,9 +6,12 @@ nothing else, since this runs for every token of every stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 
 import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 from backend.chat.service import ChatStream
 from backend.errors import PortalError
@@ -65,3 +68,60 @@ async def sse_frames(stream: ChatStream) -> AsyncIterator[bytes]:
         )
         + _END
     )
+
+
+# A comment line: EventSource, httpx-sse and the SDKs skip it; proxies see bytes flowing.
+KEEPALIVE = b": keep-alive\n\n"
+# Proxies (nginx and friends) must pass SSE through as it is written.
+NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class SSEResponse(StreamingResponse):
+    """An event stream that writes a keep-alive comment when it has been quiet a while.
+
+    A timer task, not a race per chunk: the body loop only flips two flags per frame, and
+    every `keepalive` seconds the task writes a comment if no frame went out meanwhile
+    (so a gap gets its first comment after one to two intervals). `keepalive` 0: none.
+    """
+
+    def __init__(
+        self,
+        body: AsyncIterable[bytes],
+        *,
+        keepalive: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            body, media_type="text/event-stream", headers={**NO_BUFFERING, **(headers or {})}
+        )
+        self._keepalive = keepalive
+        self._wrote = False
+        self._writing = False
+
+    async def stream_response(self, send: Send) -> None:
+        """Starlette's loop, with the keep-alive task alongside it."""
+        if self._keepalive <= 0:
+            await super().stream_response(send)
+            return
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        pinger = asyncio.create_task(self._ping(send))
+        try:
+            async for chunk in self.body_iterator:
+                self._writing = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self._writing = False
+                self._wrote = True
+        finally:
+            pinger.cancel()
+            await asyncio.gather(pinger, return_exceptions=True)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _ping(self, send: Send) -> None:
+        while True:
+            await asyncio.sleep(self._keepalive)
+            if self._wrote or self._writing:
+                # Never interleave with a frame a slow client is still taking.
+                self._wrote = False
+                continue
+            await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
 from backend.api.deps import ChatContextDep, RateLimitedRoute, ServicesDep
 from backend.chat.schemas import ChatRequest, ChatResponse, ErrorBody
-from backend.chat.sse import sse_frames
+from backend.chat.sse import SSEResponse, sse_frames
+from backend.resilience.disconnect import unless_disconnected
 
 router = APIRouter(prefix="/chat", tags=["chat"], route_class=RateLimitedRoute)
 
@@ -29,10 +30,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/send", response_model=ChatResponse, responses=_ERRORS)
-async def send(body: ChatRequest, services: ServicesDep, context: ChatContextDep) -> ChatResponse:
+async def send(
+    body: ChatRequest, services: ServicesDep, context: ChatContextDep, request: Request
+) -> ChatResponse:
     """Send one message to a specialist and wait for the whole answer."""
     chat = services.chat.prepare(body, context=context)
-    return await services.chat.send(chat)
+    return await unless_disconnected(request.receive, services.chat.send(chat))
 
 
 @router.post(
@@ -41,11 +44,12 @@ async def send(body: ChatRequest, services: ServicesDep, context: ChatContextDep
     response_class=StreamingResponse,
 )
 async def stream(
-    body: ChatRequest, services: ServicesDep, context: ChatContextDep
+    body: ChatRequest, services: ServicesDep, context: ChatContextDep, request: Request
 ) -> StreamingResponse:
     """Stream the answer as Server-Sent Events: `message` events, then a final one."""
     chat = services.chat.prepare(body, context=context)
-    opened = await services.chat.open_stream(chat)
-    return StreamingResponse(
-        sse_frames(opened), media_type="text/event-stream", headers=SSE_HEADERS
+    opened = await unless_disconnected(request.receive, services.chat.open_stream(chat))
+    return SSEResponse(
+        sse_frames(opened), keepalive=services.settings.sse_keepalive_seconds,
+        headers=SSE_HEADERS,
     )

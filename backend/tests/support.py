@@ -30,6 +30,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "openai_api_key": None,
         "anthropic_api_key": None,
         "google_api_key": None,
+        # Retries keep their count but not their real-world backoff: tests stay fast.
+        "retry_base_delay_seconds": 0.01,
+        "retry_max_delay_seconds": 0.05,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
