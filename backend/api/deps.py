@@ -117,13 +117,24 @@ class RateLimitedRoute(APIRoute):
 RateLimitDep = Annotated[RateDecision, Depends(enforce_rate_limit)]
 
 
+def request_context(
+    connection: HTTPConnection, decision: RateDecision, *, request_id: str, received_at: float
+) -> RequestContext:
+    """One chat request's context on any transport (a WebSocket builds one per message),
+    after `take_rate_limit_token` has identified the caller on `connection`."""
+    return RequestContext(
+        request_id=request_id,
+        received_at=received_at,
+        user_email_hash=connection.state.user_email_hash,
+        rate_limit_key_kind=decision.key_kind,
+    )
+
+
 def chat_context(request: Request, decision: RateLimitDep) -> RequestContext:
     """The request's id, receipt time and identity, for the chat service."""
-    return RequestContext(
-        request_id=request.state.request_id,
-        received_at=request.state.received_at,
-        user_email_hash=request.state.user_email_hash,
-        rate_limit_key_kind=decision.key_kind,
+    return request_context(
+        request, decision,
+        request_id=request.state.request_id, received_at=request.state.received_at,
     )
 
 

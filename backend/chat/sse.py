@@ -1,13 +1,15 @@
 """SSE framing for /chat/stream, exactly as the seed shows it.
 
 Frames are encoded straight to bytes with orjson: per chunk we build one small dict and
-nothing else, since this runs for every token of every stream.
+nothing else, since this runs for every token of every stream. The chunk objects are
+built here and nowhere else, so the WebSocket sends exactly what the SSE stream sends.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -16,10 +18,44 @@ from starlette.types import Send
 from backend.chat.service import ChatStream
 from backend.errors import PortalError
 from backend.providers.base import TextDelta
+from backend.usage.record import UsageRecord
 
 _PREFIX = b"event: message\ndata: "
 _ERROR_PREFIX = b"event: error\ndata: "
 _END = b"\n\n"
+
+
+def text_chunk(text: str) -> dict[str, Any]:
+    """The data of one content `message` event."""
+    return {
+        "content": text,
+        "is_final": False,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "model": "",
+        "latency_ms": 0.0,
+    }
+
+
+def final_chunk(record: UsageRecord) -> dict[str, Any]:
+    """The data of the last `message` event: usage, cost and who answered."""
+    return {
+        "content": "",
+        "is_final": True,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "model": record.model,
+        "latency_ms": record.latency_ms,
+        "provider": record.provider,
+        "estimated_cost_usd": record.estimated_cost_usd,
+        "tokens_estimated": record.tokens_estimated,
+        "request_id": record.request_id,
+    }
+
+
+def error_data(exc: PortalError, request_id: str) -> dict[str, Any]:
+    """The data of an `error` event: the error body plus the request id."""
+    return {**exc.body(), "request_id": request_id}
 
 
 async def sse_frames(stream: ChatStream) -> AsyncIterator[bytes]:
@@ -27,47 +63,13 @@ async def sse_frames(stream: ChatStream) -> AsyncIterator[bytes]:
     try:
         async for event in stream.events():
             if isinstance(event, TextDelta):
-                yield (
-                    _PREFIX
-                    + orjson.dumps(
-                        {
-                            "content": event.text,
-                            "is_final": False,
-                            "input_tokens": 0,
-                            "output_tokens": 0,
-                            "model": "",
-                            "latency_ms": 0.0,
-                        }
-                    )
-                    + _END
-                )
+                yield _PREFIX + orjson.dumps(text_chunk(event.text)) + _END
     except PortalError as exc:
-        yield (
-            _ERROR_PREFIX
-            + orjson.dumps({**exc.body(), "request_id": stream.chat.context.request_id})
-            + _END
-        )
+        yield _ERROR_PREFIX + orjson.dumps(error_data(exc, stream.chat.context.request_id)) + _END
         return
     record = stream.record
     assert record is not None  # events() records in its finally, before we get here
-    yield (
-        _PREFIX
-        + orjson.dumps(
-            {
-                "content": "",
-                "is_final": True,
-                "input_tokens": record.input_tokens,
-                "output_tokens": record.output_tokens,
-                "model": record.model,
-                "latency_ms": record.latency_ms,
-                "provider": record.provider,
-                "estimated_cost_usd": record.estimated_cost_usd,
-                "tokens_estimated": record.tokens_estimated,
-                "request_id": record.request_id,
-            }
-        )
-        + _END
-    )
+    yield _PREFIX + orjson.dumps(final_chunk(record)) + _END
 
 
 # A comment line: EventSource, httpx-sse and the SDKs skip it; proxies see bytes flowing.
