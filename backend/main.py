@@ -28,7 +28,7 @@ from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
-from backend.routes import chat, health, specialists
+from backend.routes import chat, health, specialists, ws
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
 from backend.usage.table import metadata
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(specialists.router)
     app.include_router(health.router)
+    app.include_router(ws.router)
     return app
 
 

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
+    # WebSocket chat and the OpenAI-compatible API (docs/transports.md).
+    # Messages one WebSocket may queue behind the answer in progress; more get an error.
+    ws_max_pending_messages: int = Field(default=8, ge=1, le=1000)
+
     # Resilience: per-attempt timeouts, retries and fallbacks, circuit breakers, keep-alives
     # (docs/resilience.md). The provider's *_TIMEOUT_SECONDS above is each attempt's total cap.
     first_token_timeout_seconds: float = Field(default=60.0, gt=0)
