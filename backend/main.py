@@ -24,11 +24,12 @@ from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine
+from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
-from backend.routes import chat, health, specialists, ws
+from backend.routes import chat, health, openai_compat, specialists, ws
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
 from backend.usage.table import metadata
@@ -59,6 +60,7 @@ def load_settings() -> Settings:
 async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
     specialists = SpecialistManager.from_file(settings.specialists_file)
+    check_aliases(settings.model_aliases, specialists)
     resilience = Resilience.from_settings(settings)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
@@ -141,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(specialists.router)
     app.include_router(health.router)
     app.include_router(ws.router)
+    app.include_router(openai_compat.router)
     return app
 
 

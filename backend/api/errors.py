@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -11,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from backend.errors import InvalidRequest, PortalError, RequestTooLarge
+from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
@@ -72,6 +75,16 @@ def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+def _respond(
+    request: Request, body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> JSONError:
+    # The OpenAI-compatible API answers in OpenAI's error shape, so its clients' SDKs raise
+    # their usual exception classes; everything else keeps the portal's shape.
+    if is_openai_path(request.url.path):
+        status, body = openai_error(status, body, method=request.method, path=request.url.path)
+    return JSONError(body, status_code=status, headers=headers)
+
+
 async def portal_error(request: Request, exc: Exception) -> JSONError:
     """Any `PortalError` -> its status and JSON body (Retry-After where one applies)."""
     assert isinstance(exc, PortalError)
@@ -81,9 +94,7 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, ProviderError):
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)
-    return JSONError(
-        {**exc.body(), "request_id": _request_id(request)}, status_code=status, headers=headers
-    )
+    return _respond(request, {**exc.body(), "request_id": _request_id(request)}, status, headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONError:
@@ -93,37 +104,40 @@ async def validation_error(request: Request, exc: Exception) -> JSONError:
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
         for err in exc.errors()
     ]
-    return JSONError(
+    return _respond(
+        request,
         {
             "error": "invalid_request",
             "message": "the request body is not valid",
             "detail": problems,
             "request_id": _request_id(request),
         },
-        status_code=422,
+        422,
     )
 
 
 async def http_error(request: Request, exc: Exception) -> JSONError:
     """Framework errors (404 route, 405 method) in the same JSON shape."""
     assert isinstance(exc, StarletteHTTPException)
-    return JSONError(
+    return _respond(
+        request,
         {"error": f"http_{exc.status_code}", "message": str(exc.detail)},
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        exc.status_code,
+        getattr(exc, "headers", None),
     )
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONError:
     """A bug: log it with its trace, show the client only a request id."""
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return JSONError(
+    return _respond(
+        request,
         {
             "error": "internal_error",
             "message": "internal error",
             "request_id": _request_id(request),
         },
-        status_code=500,
+        500,
     )
 
 

@@ -107,8 +107,18 @@ class Settings(BaseSettings):
         return value
 
     # WebSocket chat and the OpenAI-compatible API (docs/transports.md).
+    # {"alias": "<specialist id>"}: extra `model` names for /v1; specialist ids always work.
+    model_aliases: dict[str, UUID] = Field(default_factory=dict)
     # Messages one WebSocket may queue behind the answer in progress; more get an error.
     ws_max_pending_messages: int = Field(default=8, ge=1, le=1000)
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _alias_names(cls, value: dict[str, UUID]) -> dict[str, UUID]:
+        for alias in value:
+            if not alias.strip() or len(alias) > 200 or alias != alias.strip():
+                raise ValueError(f"alias {alias!r} must be 1-200 characters, no edge spaces")
+        return value
 
     # Resilience: per-attempt timeouts, retries and fallbacks, circuit breakers, keep-alives
     # (docs/resilience.md). The provider's *_TIMEOUT_SECONDS above is each attempt's total cap.

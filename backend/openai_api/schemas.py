@@ -1,0 +1,144 @@
+"""The Chat Completions request the portal accepts, and its translation to a `ChatRequest`.
+
+The specialist decides the system prompt and the sampling parameters, so a client's
+`system`/`developer` messages are dropped and parameters such as `temperature` or
+`max_tokens` are accepted and ignored: an existing client keeps working, and cannot
+override the specialist. What would silently change the answer's meaning (tools, several
+choices, a response format, non-text content) is refused with a 400 naming the parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.chat.schemas import ChatRequest, HistoryMessage
+from backend.openai_api.errors import InvalidParameter
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+_DROPPED_ROLES = frozenset({"system", "developer"})
+
+
+class ContentPart(BaseModel):
+    """One part of a list-valued `content`; only `text` parts are served."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class InputMessage(BaseModel):
+    """One message of `messages` (`name`, `tool_calls` and the like are accepted, unused)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    """`stream_options`: only `include_usage` changes what the portal sends."""
+
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """`POST /v1/chat/completions`; parameters not listed here are accepted and ignored."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "00000000-0000-4000-8000-000000000001",
+                    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
+            ]
+        },
+    )
+
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    messages: Annotated[list[InputMessage], Field(min_length=1)]
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed answer ends with a usage chunk (empty `choices`)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def to_chat_request(body: ChatCompletionRequest, *, specialist_id: str) -> ChatRequest:
+    """The portal request: the last user message is the new one, the rest is history."""
+    _refuse_unsupported(body)
+    turns: list[tuple[Literal["user", "assistant"], str]] = []
+    for index, message in enumerate(body.messages):
+        if message.role in _DROPPED_ROLES:
+            continue  # the specialist's system prompt applies, and comes first
+        if message.role not in ("user", "assistant"):
+            raise InvalidParameter(
+                f"'{message.role}' messages are not supported: the portal does not call tools",
+                param=f"messages[{index}].role",
+            )
+        role: Literal["user", "assistant"] = "user" if message.role == "user" else "assistant"
+        turns.append((role, _text(message.content, f"messages[{index}].content")))
+    if not turns or turns[-1][0] != "user":
+        raise InvalidParameter(
+            "the last message (other than system or developer ones) must be a user message",
+            param="messages",
+        )
+    if not turns[-1][1]:
+        raise InvalidParameter("the last user message is empty", param="messages")
+    *history, (_, last) = turns
+    return ChatRequest(
+        specialist_id=specialist_id,
+        message=last,
+        conversation_history=[HistoryMessage(role=r, content=c) for r, c in history],
+    )
+
+
+def _refuse_unsupported(body: ChatCompletionRequest) -> None:
+    if body.n is not None and body.n != 1:
+        raise InvalidParameter(
+            "only one choice per request is supported (n=1)", param="n",
+            code="unsupported_value",
+        )
+    for name in ("tools", "functions"):
+        if getattr(body, name):
+            raise InvalidParameter(
+                f"'{name}' is not supported: the portal does not call tools", param=name,
+                code="unsupported_parameter",
+            )
+    kind = (body.response_format or {}).get("type", "text")
+    if kind != "text":
+        raise InvalidParameter(
+            f"response_format '{kind}' is not supported; only 'text' is",
+            param="response_format", code="unsupported_value",
+        )
+
+
+def _text(content: str | list[ContentPart] | None, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    if content is None:
+        raise InvalidParameter("content is required", param=param)
+    texts = []
+    for index, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise InvalidParameter(
+                f"only text content parts are supported, not '{part.type}'",
+                param=f"{param}[{index}]", code="unsupported_value",
+            )
+        texts.append(part.text)
+    # Separate parts are separate paragraphs (as vLLM and others join them), not one word.
+    return "\n".join(texts)

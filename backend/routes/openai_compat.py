@@ -1,0 +1,131 @@
+"""The OpenAI-compatible API: POST /v1/chat/completions and GET /v1/models.
+
+An OpenAI client (the official SDKs, LangChain, chat UIs) uses the portal by pointing its
+base URL at `<portal>/v1`; `model` is a specialist id or an alias from MODEL_ALIASES.
+The same chat service, limits, rate limiter and usage records apply as on /chat; errors
+come back in OpenAI's shape (see `backend/openai_api/errors.py`). Any API key is accepted:
+the portal has no client authentication of its own yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
+from starlette.responses import Response
+
+from backend.api.deps import (
+    ChatContextDep,
+    Services,
+    ServicesDep,
+    get_services,
+    take_rate_limit_token,
+)
+from backend.chat.sse import SSEResponse
+from backend.openai_api.models import ModelNotFound, model_list, model_object, resolve
+from backend.openai_api.responses import ChunkWriter, chunk_frames, completion_body
+from backend.openai_api.schemas import ChatCompletionRequest, to_chat_request
+from backend.resilience.disconnect import unless_disconnected
+
+
+class CompletionsRoute(APIRoute):
+    """Takes the request's rate-limit token before FastAPI reads the body, like /chat does,
+    so a malformed request is limited too and its 400 carries the X-RateLimit-* headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, preceded by the rate limit."""
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            services = get_services(request)
+            specialist = None
+            if services.rate_limits.needs_specialist:
+                specialist = await _specialist_for_model(request, services)
+            refusal = (await take_rate_limit_token(request, services, specialist)).refusal()
+            if refusal is not None:
+                raise refusal
+            return await handler(request)
+
+        return limited
+
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+_completions = APIRouter(route_class=CompletionsRoute)
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"description": text}
+    for status, text in (
+        (400, "Invalid or unsupported request (OpenAI error shape)"),
+        (404, "Unknown model: neither a specialist id nor an alias (`model_not_found`)"),
+        (429, "Rate limit exceeded (`rate_limit_exceeded`, see Retry-After)"),
+        (502, "The provider failed or rejected the call"),
+        (503, "Provider not configured, unavailable or rate limited"),
+        (504, "The provider timed out"),
+    )
+}
+
+
+@_completions.post(
+    "/chat/completions",
+    responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}, **_ERRORS},
+    response_class=Response,
+)
+async def chat_completions(
+    body: ChatCompletionRequest, services: ServicesDep, context: ChatContextDep, request: Request
+) -> Response:
+    """Answer as OpenAI's Chat Completions would, with the specialist named by `model`."""
+    specialist = resolve(body.model, services.settings.model_aliases, services.specialists)
+    chat = services.chat.prepare(
+        to_chat_request(body, specialist_id=str(specialist.id)), context=context
+    )
+    created = int(time.time())
+    # Until the answer starts, a client that leaves cancels the upstream call (and retries).
+    if not body.stream:
+        answer = await unless_disconnected(request.receive, services.chat.send(chat))
+        content = orjson.dumps(completion_body(answer, model=body.model, created=created))
+        return Response(content, media_type="application/json")
+    opened = await unless_disconnected(request.receive, services.chat.open_stream(chat))
+    writer = ChunkWriter(
+        request_id=context.request_id, created=created, model=body.model,
+        include_usage=body.include_usage,
+    )
+    # Keep-alive comments are SSE comment lines, which OpenAI's SDKs skip.
+    return SSEResponse(
+        chunk_frames(opened, writer), keepalive=services.settings.sse_keepalive_seconds
+    )
+
+
+@router.get("/models")
+async def list_models(services: ServicesDep) -> dict[str, Any]:
+    """Every enabled specialist (by id) and every alias, as OpenAI's model list."""
+    return model_list(services.settings.model_aliases, services.specialists)
+
+
+@router.get("/models/{model:path}", responses={404: _ERRORS[404]})
+async def retrieve_model(model: str, services: ServicesDep) -> dict[str, Any]:
+    """One model of the list; 404 `model_not_found` for any other name."""
+    specialist = resolve(model, services.settings.model_aliases, services.specialists)
+    return model_object(model, specialist)
+
+
+router.include_router(_completions)
+
+
+async def _specialist_for_model(request: Request, services: Services) -> str | None:
+    # Only read when some specialist has its own limit. request.json() caches its result,
+    # so FastAPI's own body parsing reuses it.
+    try:
+        body = await request.json()
+    except ValueError:
+        return None  # malformed: answered with a 400; the general buckets still apply
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str):
+        return None
+    try:
+        return str(resolve(model, services.settings.model_aliases, services.specialists).id)
+    except ModelNotFound:
+        return None
