@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,8 @@ class UsageRecord:
 
     def row(self) -> dict[str, Any]:
         """The record as a column-name mapping for an INSERT."""
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies every value, and was most of a batch's cost.
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
     def to_json(self) -> bytes:
         """One spool line (without the newline): the row, timestamp as RFC 3339."""
