@@ -158,10 +158,7 @@ class UsageRecorder:
         """
         timeout = self._config.drain_timeout
         self._stopping = True
-        try:
-            self._queue.put_nowait(None)  # wake a writer waiting on an empty queue
-        except asyncio.QueueFull:
-            pass  # it is busy and will see `_stopping`
+        self._wake()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)
@@ -305,6 +302,13 @@ class UsageRecorder:
         while self._overflow:
             batch, self._overflow = self._overflow, []
             await asyncio.to_thread(self._append_to_spool, batch)
+        self._wake()  # a writer idle on an empty queue must learn the spool has work
+
+    def _wake(self) -> None:
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # the writer is busy and will look at the spool after this batch
 
     async def _to_spool(self, batch: Sequence[UsageRecord]) -> None:
         await asyncio.to_thread(self._append_to_spool, batch)

@@ -184,3 +184,25 @@ async def test_a_row_the_database_refuses_is_set_aside_and_the_rest_still_flow(
     recorder.record(later)  # the spool is not stuck behind the bad row
     await recorder.flush()
     await _all_written(engine, recorder, 11)
+
+
+async def test_a_spill_wakes_an_idle_writer(engine: AsyncEngine, tmp_path: Path) -> None:
+    # The spill's fsync ends after the writer has emptied the queue and gone idle: the
+    # spooled record must still reach the database without waiting for more traffic.
+    recorder = UsageRecorder(
+        engine, Spool(tmp_path / "spool"),
+        RecorderConfig(max_queue=1, batch_size=1, flush_interval=0, retry_initial=0.05),
+    )
+    recorder.start()
+    try:
+        for round_ in range(1, 11):
+            recorder.record(make_record())
+            recorder.record(make_record())  # queue full: spilled
+            await recorder.flush()
+            await eventually(lambda n=2 * round_: _count_is(engine, recorder, n), within=3)
+    finally:
+        await recorder.close()
+
+
+async def _count_is(engine: AsyncEngine, recorder: UsageRecorder, n: int) -> bool:
+    return recorder.spool_records == 0 and await count_rows(engine) == n
