@@ -36,7 +36,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from backend.ratelimit.base import BackendUnavailable, Bucket, BucketState, RateDecision
 
@@ -181,6 +181,12 @@ class RedisRateLimiter:
         return [list(reply) for reply in replies]
 
     async def _pipeline(self, batch: list[Call]) -> list[Any]:
+        if len(batch) == 1:  # the common case when idle; a redis-py pipeline costs ~80 µs more
+            keys, args, _ = batch[0]
+            try:
+                return [await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)]
+            except ResponseError as exc:
+                return [exc]  # as a pipeline reports it: NOSCRIPT is handled by the caller
         async with self._redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in batch:
                 pipe.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
