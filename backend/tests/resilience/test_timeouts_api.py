@@ -103,9 +103,12 @@ async def test_a_stalled_upstream_does_not_slow_other_requests(portal_factory: A
     portal: Portal = await portal_factory(stream_idle_timeout_seconds=10)
     portal.stall.stall_after, portal.stall.stall_seconds = 1, 3
     stalled = asyncio.create_task(stream_events(portal, body("stall")))
-    while portal.stall.requests == 0:
+    for _ in range(200):
+        if portal.stall.requests:
+            break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)  # the stalled stream has sent its first chunk and gone quiet
+    assert portal.stall.requests == 1
     started = time.monotonic()
     answers = await asyncio.gather(
         *(portal.client.post("/chat/send", json=body("openai")) for _ in range(20)),
