@@ -24,15 +24,15 @@ from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine
+from backend.database.migrations import prepare_schema
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
-from backend.routes import chat, health, openai_compat, specialists, ws
+from backend.routes import chat, health, openai_compat, specialists, usage, ws
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
-from backend.usage.table import metadata
 
 log = logging.getLogger("backend")
 
@@ -62,13 +62,21 @@ async def build_services(settings: Settings) -> Services:
     specialists = SpecialistManager.from_file(settings.specialists_file)
     check_aliases(settings.model_aliases, specialists)
     resilience = Resilience.from_settings(settings)
+    engine = make_engine(
+        settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+    )
+    try:  # the schema first: a stale one stops start-up with the command to run
+        await prepare_schema(
+            engine, url=settings.database_url, auto_migrate=settings.auto_migrate,
+            deadline_seconds=3 * settings.database_connect_timeout_seconds,
+        )
+    except BaseException:
+        await engine.dispose()
+        raise
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
     )
-    engine = make_engine(settings.database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    recorder = UsageRecorder(engine)
+    recorder = UsageRecorder.from_settings(settings, engine)
     recorder.start()
     providers = ProviderFactory(settings, session, os.environ)
     chat_service = ChatService(
@@ -142,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(specialists.router)
     app.include_router(health.router)
+    app.include_router(usage.router)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     return app

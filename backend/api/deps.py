@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -10,11 +11,13 @@ import aiohttp
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings, get_settings
+from backend.errors import PortalError
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
@@ -139,3 +142,20 @@ def chat_context(request: Request, decision: RateLimitDep) -> RequestContext:
 
 
 ChatContextDep = Annotated[RequestContext, Depends(chat_context)]
+
+
+class AdminAuthRequired(PortalError):
+    """An admin endpoint was called without the right `Authorization: Bearer` token."""
+
+    code = "unauthorized"
+
+
+async def require_admin(request: Request, settings: SettingsDep) -> None:
+    """Admin endpoints: 404 while ADMIN_TOKEN is unset (as if absent), 401 without the token."""
+    if settings.admin_token is None:
+        raise StarletteHTTPException(404, "Not Found")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = settings.admin_token.get_secret_value().encode()
+    # Constant-time, so the token can't be guessed byte by byte from response times.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from backend.api.deps import AdminAuthRequired
 from backend.errors import InvalidRequest, PortalError, RequestTooLarge
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
@@ -45,6 +46,7 @@ class JSONError(Response):
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (RequestTooLarge, 413),
+    (AdminAuthRequired, 401),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
@@ -92,6 +94,8 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     headers: dict[str, str] = {}
     if isinstance(exc, (ProviderRateLimited, CircuitOpen)) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, AdminAuthRequired):
+        headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, ProviderError):
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)
     return _respond(request, {**exc.body(), "request_id": _request_id(request)}, status, headers)

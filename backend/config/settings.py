@@ -75,6 +75,29 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:3000", "http://localhost:8501"]
     )
 
+    # Usage records: migrations, the background writer, its spool, the admin reports.
+    # Apply pending migrations at start-up; unset means yes for SQLite, no otherwise.
+    auto_migrate: bool | None = None
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    usage_spool_dir: Path = Path("./var/usage-spool")
+    usage_queue_size: int = Field(default=10_000, gt=0)
+    usage_batch_size: int = Field(default=200, gt=0)
+    usage_flush_interval_seconds: float = Field(default=0.2, ge=0)
+    usage_write_timeout_seconds: float = Field(default=10.0, gt=0)
+    usage_retry_max_seconds: float = Field(default=30.0, gt=0)
+    # Bearer token for /usage/*; unset, those endpoints answer 404.
+    admin_token: SecretStr | None = None
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _admin_token(cls, value: object) -> object:
+        # An empty `ADMIN_TOKEN=` line means unset (endpoints hidden), not an empty password.
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and len(value) < 16:
+            raise ValueError("must be at least 16 characters (or unset)")
+        return value
+
     # Rate limiting: backends, per-user limits and named overrides (docs/rate-limits.md).
     # memory | redis; unset: redis exactly when REDIS_URL is set.
     rate_limit_backend: Literal["memory", "redis"] | None = None

@@ -23,6 +23,7 @@ async def health(services: ServicesDep) -> dict[str, object]:
         "status": "ok" if database == "ok" else "degraded",
         "database": database,
         "usage_queue_depth": services.recorder.depth,
+        "usage_spool_records": services.recorder.spool_records,
         "specialists": len(services.specialists.enabled()),
         "rate_limit": services.rate_limits.snapshot(),
     }

@@ -27,6 +27,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "environment": "test",
         "user_hash_secret": "test-secret",
         "database_url": f"sqlite:///{tmp_path / 'usage.db'}",
+        "auto_migrate": True,  # tests build their schema with the migrations, on any database
+        "usage_spool_dir": tmp_path / "usage-spool",
         "openai_api_key": None,
         "anthropic_api_key": None,
         "google_api_key": None,
