@@ -85,6 +85,7 @@ class RedisRateLimiter:
         self._clock = clock
         self._down_until = 0.0
         self._pending: list[Call] = []
+        self._in_flight: list[Call] = []
         self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -123,7 +124,8 @@ class RedisRateLimiter:
         """Stop sending, then close the client and every pooled connection."""
         if self._sender is not None:
             self._sender.cancel()
-        self._fail(self._pending, BackendUnavailable("the rate limiter is closing"))
+        closing = BackendUnavailable("the rate limiter is closing")
+        self._fail(self._in_flight + self._pending, closing)
         self._pending = []
         await self._redis.aclose()
         await self._pool.disconnect()
@@ -132,6 +134,7 @@ class RedisRateLimiter:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             batch = [call for call in batch if not call[2].done()]  # waiters that gave up
+            self._in_flight = batch
             if self._clock() < self._down_until:
                 self._fail(batch, BackendUnavailable("Redis failed moments ago"))
                 continue
