@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from backend.chat.service import ChatService, RequestContext
-from backend.config.settings import Settings, get_settings
+from backend.config.settings import Settings
 from backend.errors import PortalError
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
@@ -46,8 +46,20 @@ def get_services(request: Request) -> Services:
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def _services(request: Request) -> Services:
+    # `async def` on purpose, as for every cheap dependency here: FastAPI runs a plain
+    # `def` dependency in its thread pool, a thread round trip on every request.
+    return get_services(request)
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (tests pass their own to `create_app`)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 def user_email_hash(request: HTTPConnection, services: Services) -> str | None:
@@ -133,7 +145,7 @@ def request_context(
     )
 
 
-def chat_context(request: Request, decision: RateLimitDep) -> RequestContext:
+async def chat_context(request: Request, decision: RateLimitDep) -> RequestContext:
     """The request's id, receipt time and identity, for the chat service."""
     return request_context(
         request, decision,
