@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -45,6 +46,7 @@ def _trusted(host: str, networks: Sequence[Network]) -> bool:
     return any(address in network for network in networks)
 
 
+@functools.lru_cache(maxsize=4096)  # the same peers and hops recur; parsing costs ~4 µs
 def _normalise(hop: str) -> str:
     """One spelling per address: ports dropped, IPv4-mapped IPv6 as IPv4, IPv6 compressed."""
     address = _parse(hop)
