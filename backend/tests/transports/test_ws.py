@@ -194,3 +194,21 @@ async def test_a_disconnect_mid_answer_cancels_the_upstream_and_records_it_once(
     )
     # The record is written when the upstream stream is closed: right after the client left.
     assert row["latency_ms"] / 1000 < closed_at - sent_at + 0.25
+
+
+async def test_messages_queued_beyond_the_limit_are_refused_and_the_rest_answered(
+    portal_factory: Any,
+) -> None:
+    portal = await portal_factory(ws_max_pending_messages=1)
+    portal.fakes["openai"].script.chunk_delay = 0.05
+    async with connect(ws_url(portal)) as ws:
+        await ws.send(body("openai", "answered now"))
+        assert (await receive(ws))["type"] == "message"  # the first answer is under way
+        await ws.send(body("openai", "queued"))
+        await ws.send(body("openai", "one too many"))
+        received = [await receive(ws) for _ in range(8)]  # 3 + final, 3 + final, 1 error
+    errors = [m for m in received if m["type"] == "error"]
+    assert [(e["error"], e["status"]) for e in errors] == [("too_many_pending_messages", 429)]
+    assert sum(1 for m in received if m.get("is_final")) == 2
+    sent = [r.json["messages"][-1]["content"] for r in portal.fakes["openai"].requests]
+    assert sent == ["answered now", "queued"]
