@@ -1,0 +1,240 @@
+"""Shared bench plumbing: child processes that always die with the bench, and a load client.
+
+The load client runs in its own process (`python -m bench._common load ...`) so the
+client's event loop never competes with the server it measures inside one interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Linux: the kernel sends SIGTERM to the child if the bench itself is killed (even -9),
+    # so no server outlives a bench that never reached its `finally`.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The current environment plus `overrides`, with the repo root importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Children:
+    """Child processes of one bench run; `stop_all()` (also on Ctrl-C) ends every one."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> None:
+        """Start `args` in its own session (Ctrl-C reaches only us), output to a log file."""
+        log = (self._log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            list(args), cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        self._procs.append((name, proc, log))
+
+    def pid(self, name: str) -> int:
+        """The process id of the child called `name`."""
+        return next(proc.pid for n, proc, _ in self._procs if n == name)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """The last lines a child wrote, to explain a failed start."""
+        path = self._log_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        """Raise with the child's own output if any child has exited."""
+        for name, proc, _ in self._procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log_tail(name)}")
+
+    def stop_all(self) -> None:
+        """SIGTERM every child, wait up to 5 s, then SIGKILL the stragglers."""
+        for _, proc, _ in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        for _, proc, log in self._procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log.close()
+        self._procs.clear()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc): contention-proof cost."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so `finally` blocks (child clean-up) run."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_http(children: Children, url: str, timeout: float = 30.0) -> None:
+    """Poll `url` until it answers 200; fail fast if a child died, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        children.check_alive()
+        try:
+            with socket.create_connection(_host_port(url), timeout=1):
+                pass
+            status = asyncio.run(_get_status(url))
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except OSError as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f} s ({last})")
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, _, rest = url.split("://", 1)[1].partition(":")
+    return host, int(rest.split("/", 1)[0])
+
+
+async def _get_status(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        await response.read()
+        return response.status
+
+
+def run_load(
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    duration: float,
+    headers: Mapping[str, str] | None = None,
+    expect_tail: bytes | None = None,
+    max_requests: int = 1_000_000,
+) -> dict[str, Any]:
+    """Run the load client in its own process; return its JSON summary."""
+    spec = {
+        "url": url, "body": body.decode(), "concurrency": concurrency, "duration": duration,
+        "headers": dict(headers or {}), "max_requests": max_requests,
+        "expect_tail": expect_tail.decode() if expect_tail else None,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench._common", "load", json.dumps(spec)],
+        cwd=ROOT, env=child_env(), capture_output=True, timeout=duration + 60,
+        preexec_fn=_die_with_parent, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load client failed:\n{done.stderr.decode(errors='replace')}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+async def _load(spec: dict[str, Any]) -> dict[str, Any]:
+    """Keep `concurrency` requests in flight until `duration` passes; read every body to EOF."""
+    url, body = spec["url"], spec["body"].encode()
+    headers = {"Content-Type": "application/json", **spec["headers"]}
+    expect = spec["expect_tail"].encode() if spec["expect_tail"] else None
+    latencies: list[float] = []
+    errors: list[str] = []
+    remaining: int = spec["max_requests"]
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=spec["concurrency"])
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        deadline = time.perf_counter() + spec["duration"]
+
+        async def worker() -> None:
+            nonlocal remaining
+            while time.perf_counter() < deadline and remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        data = await response.read()  # the whole stream, to its last byte
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    errors.append(type(exc).__name__)
+                    continue
+                if status != 200 or (expect is not None and expect not in data[-1024:]):
+                    errors.append(f"HTTP {status}: {data[-200:]!r}")
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
+        elapsed = time.perf_counter() - started
+    return summarise(latencies, errors, elapsed)
+
+
+def summarise(latencies: list[float], errors: list[str], elapsed: float) -> dict[str, Any]:
+    """Requests per second (successes only) and latency percentiles in ms."""
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {
+        "requests": len(ordered), "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "elapsed": elapsed, "rps": len(ordered) / elapsed if elapsed else 0.0,
+        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+    }
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="bench helpers (internal)")
+    parser.add_argument("command", choices=["load"])
+    parser.add_argument("spec", help="JSON load spec (see run_load)")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(_load(json.loads(args.spec)))))
+
+
+if __name__ == "__main__":
+    _main()
