@@ -166,6 +166,13 @@ def _run_load(url: str, path: str, duration: float) -> dict[str, float]:
     return result
 
 
+def _cpu_seconds(pid: int) -> float:
+    # utime + stime of the portal process (Linux): CPU per request is far less sensitive
+    # to a busy machine than requests/s, which the database's own CPU use also lowers.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _status(url: str) -> dict[str, Any]:
     import urllib.request
 
@@ -196,19 +203,24 @@ def bench_chat(url: str, spool_dir: Path, duration: float, rounds: int) -> dict[
             servers[writer] = (f"http://127.0.0.1:{port}", proc)
             _wait_up(servers[writer][0], proc)
         rps: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         for _ in range(rounds):
             for path in ("/chat/send", "/chat/stream"):
                 for writer in ("on", "off"):
+                    before = _cpu_seconds(servers[writer][1].pid)
                     result = _run_load(servers[writer][0], path, duration)
+                    used = _cpu_seconds(servers[writer][1].pid) - before
                     assert result["errors"] == 0, result
                     rps.setdefault((path, writer), []).append(result["rps"])
+                    served = result["rps"] * duration
+                    cpu.setdefault((path, writer), []).append(used / served * 1000)
         time.sleep(0.5)  # let the last batch land
         status = _status(servers["on"][0])
     finally:
         for _, proc in servers.values():
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-    return {"rps": rps, "status": status}
+    return {"rps": rps, "cpu": cpu, "status": status}
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -267,6 +279,14 @@ def main() -> None:
         on = statistics.median(chat["rps"][(path, "on")])
         off = statistics.median(chat["rps"][(path, "off")])
         print(f"  {path:<13} writer on {on:8,.0f}   off {off:8,.0f}   on/off {on / off:6.1%}")
+        rounds_on = ", ".join(f"{x:,.0f}" for x in chat["rps"][(path, "on")])
+        rounds_off = ", ".join(f"{x:,.0f}" for x in chat["rps"][(path, "off")])
+        print(f"  {'':<13} rounds: on {rounds_on} / off {rounds_off}")
+    print("\nportal CPU per request (ms), median:")
+    for path in ("/chat/send", "/chat/stream"):
+        on = statistics.median(chat["cpu"][(path, "on")])
+        off = statistics.median(chat["cpu"][(path, "off")])
+        print(f"  {path:<13} writer on {on:8.3f}   off {off:8.3f}   on/off {on / off:6.1%}")
     counters = chat["status"]["counters"]
     print(f"\nwriter-on portal: {counters['written']:,} rows written, "
           f"{chat['status']['spool_records']} in the spool, {counters['lost']} lost")
