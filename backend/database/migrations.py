@@ -106,7 +106,13 @@ async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:
             "(with the same DATABASE_URL), or set AUTO_MIGRATE=true"
         )
     log.info("migrating the database: %s -> %s", _describe(state.current), _describe(state.heads))
-    await upgrade(engine, config)
+    try:
+        await upgrade(engine, config)
+    except SQLAlchemyError:
+        # Several workers starting at once race to migrate; the losers find it done.
+        if not (await schema_state(engine, config)).is_current:
+            raise
+        log.info("another process migrated the database first")
 
 
 async def prepare_schema(

@@ -6,13 +6,17 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.database import migrations
 from backend.database.engine import make_engine
 from backend.database.migrations import ROOT, SchemaError, schema_state, upgrade
 from backend.main import build_services, close_services
@@ -133,3 +137,23 @@ async def test_an_unreachable_postgresql_at_start_up_does_not_stop_the_app(tmp_p
         assert services.recorder.status().spool_records == 1
     finally:
         await close_services(services)
+
+
+async def test_a_worker_that_loses_the_migration_race_still_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `uvicorn --workers 4` on a fresh clone: all see an empty database, one migrates, the
+    # others' CREATE TABLE fails. Here: the upgrade fails after someone else completed it.
+    engine = make_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+
+    async def lost_the_race(engine_: AsyncEngine, config: Any = None) -> None:
+        await real_upgrade(engine_)  # the winner
+        raise OperationalError("CREATE TABLE usage_log", {}, Exception("table already exists"))
+
+    real_upgrade = migrations.upgrade
+    monkeypatch.setattr(migrations, "upgrade", lost_the_race)
+    try:
+        await migrations.ensure_schema(engine, auto_migrate=True)  # no error
+        assert (await schema_state(engine)).is_current
+    finally:
+        await engine.dispose()
