@@ -6,10 +6,13 @@
 Makes a throw-away database next to `--dsn` (dropped at the end) and measures:
 1. rows/s: `insert_batch` straight (batches of 200 and 1000), the whole recorder (queue,
    batching, one transaction per batch), and a replay of a spool of the same size;
-2. requests/s at concurrency 16 on /chat/send and /chat/stream, with the demo specialist
-   (no upstream, so the writer's share of the work is as large as it can be), against two
-   portals in their own processes (one uvicorn worker each): the writer on (records to
-   PostgreSQL) and off (records discarded). Rounds alternate on/off; medians are reported.
+2. requests/s at concurrency 16 on /chat/send and /chat/stream against two portals in
+   their own processes (one uvicorn worker each): the writer on (records to PostgreSQL) and
+   off (records built, then discarded). Two specialists: the demo one (no upstream, so the
+   writer's share of the work is as large as it can be) and an OpenAI one talking to the
+   OpenAI fake (backend/tests/fakes/openai_fake.py, 20 chunks) in a process of its own.
+   Rounds alternate on/off; medians are reported, and the portal's CPU time per request,
+   which a busy machine disturbs far less than requests/s.
 The load client runs in its own process too. Everything listens on 127.0.0.1.
 """
 
@@ -33,7 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEMO = "00000000-0000-4000-8000-000000000001"
+SPECIALISTS = {
+    "demo": "00000000-0000-4000-8000-000000000001",
+    "openai": "7e9df62c-54c9-45f6-b637-ef65d34b2387",  # General Assistant, gpt-4o
+}
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 
 
@@ -107,11 +113,34 @@ def serve(port: int, writer: str) -> None:
     uvicorn.run(main.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-async def load(url: str, path: str, duration: float, concurrency: int) -> dict[str, float]:
+def upstream(port: int) -> None:
+    """Child process: the OpenAI fake, answering every call with 20 chunks and usage."""
+    from aiohttp import web
+
+    from backend.tests.fakes import openai_fake
+    from backend.tests.fakes.script import FakeState, Script
+
+    # No request log: the bench sends far more requests than a test.
+    state = FakeState(script=Script(chunks=["word "] * 20), requests=_NoList())
+    web.run_app(openai_fake.build_app(state), host="127.0.0.1", port=port, print=None)
+
+
+class _NoList(list[Any]):
+    """A list that keeps nothing."""
+
+    def append(self, item: Any) -> None:
+        """Forget it."""
+
+
+async def load(
+    url: str, path: str, specialist: str, duration: float, concurrency: int
+) -> dict[str, float]:
     """Child process: keep `concurrency` requests in flight for `duration` seconds."""
     import aiohttp
 
-    body = json.dumps({"specialist_id": DEMO, "message": "How are the Q3 numbers?"}).encode()
+    body = json.dumps(
+        {"specialist_id": SPECIALISTS[specialist], "message": "How are the Q3 numbers?"}
+    ).encode()
     done, errors = 0, 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -157,9 +186,9 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the portal at {url} did not start")
 
 
-def _run_load(url: str, path: str, duration: float) -> dict[str, float]:
+def _run_load(url: str, path: str, specialist: str, duration: float) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "load", url, path, str(duration)],
+        [sys.executable, __file__, "load", url, path, specialist, str(duration)],
         capture_output=True, check=True, timeout=duration + 60,
     )
     result: dict[str, float] = json.loads(out.stdout)
@@ -185,14 +214,23 @@ def _status(url: str) -> dict[str, Any]:
 
 
 def bench_chat(url: str, spool_dir: Path, duration: float, rounds: int) -> dict[str, Any]:
-    """Alternate load on the writer-on and writer-off portals; medians per endpoint."""
+    """Alternate load on the writer-on and writer-off portals; per-round figures."""
+    from backend.tests.fakes import openai_fake
+
+    fake_port = _free_port()
     env = {
         **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "AUTO_MIGRATE": "true",
         "RATE_LIMIT_REQUESTS": "1000000000", "ADMIN_TOKEN": ADMIN_TOKEN, "LOG_LEVEL": "WARNING",
-        "ENVIRONMENT": "development",
+        "ENVIRONMENT": "development", "OPENAI_API_KEY": openai_fake.API_KEY,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
     }
+    procs: list[subprocess.Popen[bytes]] = []
     servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
     try:
+        procs.append(subprocess.Popen(
+            [sys.executable, __file__, "upstream", str(fake_port)], cwd=ROOT, env=env,
+            start_new_session=True,
+        ))
         for writer in ("on", "off"):
             port = _free_port()
             proc = subprocess.Popen(
@@ -200,27 +238,36 @@ def bench_chat(url: str, spool_dir: Path, duration: float, rounds: int) -> dict[
                 env={**env, "USAGE_SPOOL_DIR": str(spool_dir / writer)},
                 start_new_session=True,
             )
+            procs.append(proc)
             servers[writer] = (f"http://127.0.0.1:{port}", proc)
             _wait_up(servers[writer][0], proc)
-        rps: dict[tuple[str, str], list[float]] = {}
-        cpu: dict[tuple[str, str], list[float]] = {}
+        rps: dict[tuple[str, str, str], list[float]] = {}
+        cpu: dict[tuple[str, str, str], list[float]] = {}
         for _ in range(rounds):
-            for path in ("/chat/send", "/chat/stream"):
+            for case in CASES:
                 for writer in ("on", "off"):
-                    before = _cpu_seconds(servers[writer][1].pid)
-                    result = _run_load(servers[writer][0], path, duration)
-                    used = _cpu_seconds(servers[writer][1].pid) - before
+                    pid = servers[writer][1].pid
+                    before = _cpu_seconds(pid)
+                    result = _run_load(servers[writer][0], case[1], case[0], duration)
+                    used = _cpu_seconds(pid) - before
                     assert result["errors"] == 0, result
-                    rps.setdefault((path, writer), []).append(result["rps"])
-                    served = result["rps"] * duration
-                    cpu.setdefault((path, writer), []).append(used / served * 1000)
+                    rps.setdefault((*case, writer), []).append(result["rps"])
+                    cpu.setdefault((*case, writer), []).append(
+                        used / (result["rps"] * duration) * 1000
+                    )
         time.sleep(0.5)  # let the last batch land
         status = _status(servers["on"][0])
     finally:
-        for _, proc in servers.values():
+        for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     return {"rps": rps, "cpu": cpu, "status": status}
+
+
+CASES = [
+    ("demo", "/chat/send"), ("demo", "/chat/stream"),
+    ("openai", "/chat/send"), ("openai", "/chat/stream"),
+]
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -253,8 +300,11 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(int(sys.argv[2]), sys.argv[3])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "upstream":
+        upstream(int(sys.argv[2]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "load":
-        result = asyncio.run(load(sys.argv[2], sys.argv[3], float(sys.argv[4]), 16))
+        result = asyncio.run(load(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), 16))
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -274,19 +324,18 @@ def main() -> None:
             chat = bench_chat(url, Path(tmp), args.duration, args.rounds)
     finally:
         asyncio.run(_drop_database(args.dsn, url))
-    print(f"\nchat requests/s, concurrency 16, demo specialist, median of {args.rounds} rounds:")
-    for path in ("/chat/send", "/chat/stream"):
-        on = statistics.median(chat["rps"][(path, "on")])
-        off = statistics.median(chat["rps"][(path, "off")])
-        print(f"  {path:<13} writer on {on:8,.0f}   off {off:8,.0f}   on/off {on / off:6.1%}")
-        rounds_on = ", ".join(f"{x:,.0f}" for x in chat["rps"][(path, "on")])
-        rounds_off = ", ".join(f"{x:,.0f}" for x in chat["rps"][(path, "off")])
-        print(f"  {'':<13} rounds: on {rounds_on} / off {rounds_off}")
-    print("\nportal CPU per request (ms), median:")
-    for path in ("/chat/send", "/chat/stream"):
-        on = statistics.median(chat["cpu"][(path, "on")])
-        off = statistics.median(chat["cpu"][(path, "off")])
-        print(f"  {path:<13} writer on {on:8.3f}   off {off:8.3f}   on/off {on / off:6.1%}")
+    print(f"\nchat, concurrency 16, median of {args.rounds} rounds "
+          "(requests/s; portal CPU ms per request):")
+    for specialist, path in CASES:
+        on, off = ((specialist, path, "on"), (specialist, path, "off"))
+        rps_on, rps_off = (statistics.median(chat["rps"][k]) for k in (on, off))
+        cpu_on, cpu_off = (statistics.median(chat["cpu"][k]) for k in (on, off))
+        print(f"  {specialist:<6} {path:<13} req/s on {rps_on:6,.0f} off {rps_off:6,.0f} "
+              f"= {rps_on / rps_off:6.1%}   CPU on {cpu_on:.3f} off {cpu_off:.3f} "
+              f"= {cpu_on / cpu_off:6.1%}")
+        rounds_on = ", ".join(f"{x:,.0f}" for x in chat["rps"][on])
+        rounds_off = ", ".join(f"{x:,.0f}" for x in chat["rps"][off])
+        print(f"  {'':<20} rounds: on {rounds_on} / off {rounds_off}")
     counters = chat["status"]["counters"]
     print(f"\nwriter-on portal: {counters['written']:,} rows written, "
           f"{chat['status']['spool_records']} in the spool, {counters['lost']} lost")
