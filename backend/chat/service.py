@@ -264,8 +264,11 @@ class ChatStream:
             outcome.error_kind = _interrupted_kind(exc)
             raise
         finally:
-            await _close(self._rest)
-            self.record = self._service._record(self.chat, outcome, streamed=True)
+            try:
+                await _close(self._rest)
+            finally:
+                # Even if a provider's clean-up raises, the interaction is still recorded.
+                self.record = self._service._record(self.chat, outcome, streamed=True)
 
     def _observe(self, event: StreamEvent) -> StreamEvent:
         if isinstance(event, StreamEnd):
