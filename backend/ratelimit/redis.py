@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,9 @@ class RedisRateLimiter:
             async with asyncio.timeout(BACKSTOP * self._timeout):
                 reply = await future
         except TimeoutError as exc:
-            raise BackendUnavailable("Redis did not answer in time") from exc
+            raise BackendUnavailable(
+                f"no answer within {BACKSTOP * self._timeout:g} s (backstop)"
+            ) from exc
         allowed = reply[0] == 1
         states = [
             BucketState(bucket, float(level), allowed)
@@ -139,7 +141,7 @@ class RedisRateLimiter:
                 self._fail(batch, BackendUnavailable("Redis failed moments ago"))
                 continue
             try:
-                replies = await self._bounded(self._round_trip(batch))
+                replies = await self._bounded(batch)
             except (RedisError, OSError, TimeoutError) as exc:
                 await self._mark_down()
                 self._fail(batch, BackendUnavailable(_describe(exc)), cause=exc)
@@ -152,24 +154,30 @@ class RedisRateLimiter:
                 if not future.done():
                     future.set_result(reply)
 
-    async def _bounded(self, work: Coroutine[Any, Any, list[list[Any]]]) -> list[list[Any]]:
-        """`work`, or TimeoutError once `timeout` has passed and the loop has had a few more
-        turns to read what Redis already sent (see the module docstring)."""
-        task = asyncio.create_task(work)
+    async def _bounded(self, batch: list[Call]) -> list[list[Any]]:
+        """The batch's replies, or TimeoutError once Redis has had `timeout` seconds since
+        the batch was sent and the loop a few more turns to read what it already answered
+        (see the module docstring)."""
+        sending = asyncio.Event()
+        task = asyncio.create_task(self._round_trip(batch, sending))
         try:
+            # The clock starts when the round trip runs: on a busy loop that can be late.
+            await sending.wait()
+            started = time.monotonic()
             await asyncio.wait({task}, timeout=self._timeout)
             for _ in range(GRACE_ITERATIONS):
                 if task.done():
                     break
                 await asyncio.sleep(0)
             if not task.done():
-                raise TimeoutError
+                raise TimeoutError(f"no reply within {time.monotonic() - started:.3f} s")
             return task.result()
         finally:
             if not task.done():
                 task.cancel()
 
-    async def _round_trip(self, batch: list[Call]) -> list[list[Any]]:
+    async def _round_trip(self, batch: list[Call], sending: asyncio.Event) -> list[list[Any]]:
+        sending.set()  # from here the batch goes out at once (unless it must reconnect first)
         replies = await self._pipeline(batch)
         lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if lost:
@@ -211,5 +219,5 @@ class RedisRateLimiter:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
-        return "Redis did not answer in time"
+        return f"Redis did not answer in time ({exc})"
     return f"{type(exc).__name__}: {exc}"

@@ -67,6 +67,11 @@ async def uvicorn_servers(
             *(_wait_ready(*started) for started in zip(procs, urls, logs, strict=True))
         )
         yield urls
+    except BaseException:
+        for log in logs:  # pytest shows this with the failure: the servers' own account
+            log.seek(0)
+            print(log.read().decode(errors="replace")[-5000:])
+        raise
     finally:
         for proc in procs:
             if proc.returncode is None:
