@@ -17,10 +17,11 @@ redis-py's own retries are off, and after a failure Redis is not tried again for
 Redis answers again, so recovery needs no restart.
 
 The bound is on Redis, not on our own event loop: a saturated worker can take longer than
-`timeout` to get round to reading a reply that arrived long ago, and a plain
-`asyncio.timeout` would then cancel it and fail open. So when the time is up, the round
-trip gets a few more loop iterations to read what is already in the socket before Redis
-is declared unreachable; when Redis is really down, those iterations cost microseconds.
+`timeout` to get round to sending a batch, or to reading a reply that arrived long ago, and
+a plain `asyncio.timeout` would then fail open while Redis is fine. So the clock starts
+when the batch is sent, and when the time is up the round trip gets a few more loop
+iterations to read what is already in the socket before Redis is declared unreachable;
+when Redis is really down, those iterations cost microseconds.
 """
 
 from __future__ import annotations
