@@ -73,6 +73,7 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await engine.dispose()
         raise
+    rate_limits = await build_rate_limits(settings, specialists)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
     )
@@ -98,7 +99,7 @@ async def build_services(settings: Settings) -> Services:
         specialists=specialists,
         providers=providers,
         recorder=recorder,
-        rate_limits=await build_rate_limits(settings, specialists),
+        rate_limits=rate_limits,
         chat=chat_service,
     )
 
