@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
-from backend.api.deps import ChatContextDep, RateLimitedRoute, ServicesDep
+from backend.api.deps import ChatCallDep, RateLimitedRoute
 from backend.chat.schemas import ChatRequest, ChatResponse, ErrorBody
 from backend.chat.sse import SSEResponse, sse_frames
 from backend.resilience.disconnect import unless_disconnected
@@ -30,12 +31,13 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/send", response_model=ChatResponse, responses=_ERRORS)
-async def send(
-    body: ChatRequest, services: ServicesDep, context: ChatContextDep, request: Request
-) -> ChatResponse:
+async def send(body: ChatRequest, call: ChatCallDep, request: Request) -> Response:
     """Send one message to a specialist and wait for the whole answer."""
-    chat = services.chat.prepare(body, context=context)
-    return await unless_disconnected(request.receive, services.chat.send(chat))
+    service = call.services.chat
+    chat = service.prepare(body, context=call.context)
+    answer = await unless_disconnected(request.receive, service.send(chat))
+    # Our own typed object, encoded directly: no second validation pass by the framework.
+    return Response(orjson.dumps(answer.model_dump()), media_type="application/json")
 
 
 @router.post(
@@ -43,11 +45,10 @@ async def send(
     responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
     response_class=StreamingResponse,
 )
-async def stream(
-    body: ChatRequest, services: ServicesDep, context: ChatContextDep, request: Request
-) -> StreamingResponse:
+async def stream(body: ChatRequest, call: ChatCallDep, request: Request) -> StreamingResponse:
     """Stream the answer as Server-Sent Events: `message` events, then a final one."""
-    chat = services.chat.prepare(body, context=context)
+    services = call.services
+    chat = services.chat.prepare(body, context=call.context)
     opened = await unless_disconnected(request.receive, services.chat.open_stream(chat))
     return SSEResponse(
         sse_frames(opened), keepalive=services.settings.sse_keepalive_seconds,

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from backend.api.deps import (
-    ChatContextDep,
+    ChatCallDep,
     Services,
     ServicesDep,
     get_services,
@@ -75,9 +75,10 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     response_class=Response,
 )
 async def chat_completions(
-    body: ChatCompletionRequest, services: ServicesDep, context: ChatContextDep, request: Request
+    body: ChatCompletionRequest, call: ChatCallDep, request: Request
 ) -> Response:
     """Answer as OpenAI's Chat Completions would, with the specialist named by `model`."""
+    services, context = call.services, call.context
     specialist = resolve(body.model, services.settings.model_aliases, services.specialists)
     chat = services.chat.prepare(
         to_chat_request(body, specialist_id=str(specialist.id)), context=context
