@@ -79,11 +79,14 @@ NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class SSEResponse(StreamingResponse):
-    """An event stream that writes a keep-alive comment when it has been quiet a while.
+    """An event stream that writes frames as they come and keep-alives when it is quiet.
 
-    A timer task, not a race per chunk: the body loop only flips two flags per frame, and
-    every `keepalive` seconds the task writes a comment if no frame went out meanwhile
-    (so a gap gets its first comment after one to two intervals). `keepalive` 0: none.
+    The body is read by a producer task into a list; the response loop sends whatever has
+    gathered since its last write, joined into one write. Frames arriving apart (a model
+    writing token by token) still go out one by one, at once; frames that arrived together
+    (one upstream read holding many events) go out in one write instead of one each, each
+    of which costs a trip through every middleware and a syscall. Every frame stays its own
+    SSE event. When nothing has come for `keepalive` seconds, a comment goes out (0: never).
     """
 
     def __init__(
@@ -96,34 +99,53 @@ class SSEResponse(StreamingResponse):
         super().__init__(
             body, media_type="text/event-stream", headers={**NO_BUFFERING, **(headers or {})}
         )
-        self._keepalive = keepalive
-        self._wrote = False
-        self._writing = False
+        self._source = body
+        self._keepalive = keepalive or None
+        self._frames: list[bytes] = []
+        self._ready = asyncio.Event()
+        self._done = False
 
     async def stream_response(self, send: Send) -> None:
-        """Starlette's loop, with the keep-alive task alongside it."""
-        if self._keepalive <= 0:
-            await super().stream_response(send)
-            return
+        """Send frames as they gather, keep-alives in the gaps; the producer ends with us."""
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
-        pinger = asyncio.create_task(self._ping(send))
+        producer = asyncio.create_task(self._produce())
         try:
-            async for chunk in self.body_iterator:
-                self._writing = True
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                self._writing = False
-                self._wrote = True
+            while not self._done or self._frames:
+                if not await self._wait():
+                    await self._send(send, KEEPALIVE)
+                    continue
+                if self._frames:
+                    frames, self._frames = self._frames, []
+                    await self._send(send, frames[0] if len(frames) == 1 else b"".join(frames))
+            await producer  # surface a failure of the body itself
         finally:
-            pinger.cancel()
-            await asyncio.gather(pinger, return_exceptions=True)
+            # On a client disconnect this cancels the body: the stream is recorded as such.
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _ping(self, send: Send) -> None:
-        while True:
-            await asyncio.sleep(self._keepalive)
-            if self._wrote or self._writing:
-                # Never interleave with a frame a slow client is still taking.
-                self._wrote = False
-                continue
-            await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+    async def _produce(self) -> None:
+        # An answer is bounded by its max output tokens, so the list needs no bound of its own.
+        try:
+            async for frame in self._source:
+                self._frames.append(frame)
+                self._ready.set()
+        finally:
+            self._done = True
+            self._ready.set()
+
+    async def _wait(self) -> bool:
+        """Wait for frames (or the end); False when `keepalive` seconds passed without any."""
+        if not self._ready.is_set():
+            try:
+                async with asyncio.timeout(self._keepalive):
+                    await self._ready.wait()
+            except TimeoutError:
+                return False
+        self._ready.clear()
+        return True
+
+    @staticmethod
+    async def _send(send: Send, body: bytes) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": True})

@@ -1,0 +1,72 @@
+"""SSEResponse: frames that arrive together leave in one write, apart ones at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from backend.chat.sse import KEEPALIVE, SSEResponse
+
+
+async def _run(response: SSEResponse) -> list[tuple[float, bytes]]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    writes: list[tuple[float, bytes]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            writes.append((loop.time() - start, message["body"]))
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
+    await response(scope, receive, send)
+    return writes
+
+
+async def test_frames_ready_together_share_a_write_and_later_ones_are_not_held_back() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield f"data: {i}\n\n".encode()  # no await between: one upstream read's worth
+        await asyncio.sleep(0.2)
+        yield b"data: 3\n\n"
+
+    writes = await _run(SSEResponse(body(), keepalive=0))
+    assert [w for _, w in writes] == [b"data: 0\n\ndata: 1\n\ndata: 2\n\n", b"data: 3\n\n"]
+    assert writes[0][0] < 0.1  # the first three went out before the pause, not after
+    assert writes[1][0] >= 0.2
+
+
+async def test_a_quiet_stream_gets_keepalive_comments_between_frames() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: a\n\n"
+        await asyncio.sleep(0.35)
+        yield b"data: b\n\n"
+
+    writes = [w for _, w in await _run(SSEResponse(body(), keepalive=0.1))]
+    assert writes[0] == b"data: a\n\n" and writes[-1] == b"data: b\n\n"
+    assert 2 <= writes.count(KEEPALIVE) <= 4
+
+
+async def test_a_client_that_leaves_cancels_the_body() -> None:
+    closed = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"data: a\n\n"
+            await asyncio.sleep(3600)
+            yield b"never"
+        finally:
+            closed.set()
+
+    task = asyncio.create_task(_run(SSEResponse(body(), keepalive=0)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed.is_set()
