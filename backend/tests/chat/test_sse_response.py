@@ -70,3 +70,12 @@ async def test_a_client_that_leaves_cancels_the_body() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed.is_set()
+
+
+@pytest.mark.parametrize("text", ["The", ' "quoted" \\ and\nnewline', "café ✓", ""])
+def test_the_text_frame_is_the_encoded_seed_chunk(text: str) -> None:
+    import orjson
+
+    from backend.chat.sse import text_chunk, text_frame
+
+    assert text_frame(text) == b"event: message\ndata: " + orjson.dumps(text_chunk(text)) + b"\n\n"
