@@ -79,3 +79,29 @@ def test_the_text_frame_is_the_encoded_seed_chunk(text: str) -> None:
     from backend.chat.sse import text_chunk, text_frame
 
     assert text_frame(text) == b"event: message\ndata: " + orjson.dumps(text_chunk(text)) + b"\n\n"
+
+
+async def test_a_disconnect_message_ends_the_response_and_closes_the_body() -> None:
+    closed = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"data: a\n\n"
+            await asyncio.sleep(3600)
+            yield b"never"
+        finally:
+            closed.set()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.3"}}
+    await asyncio.wait_for(SSEResponse(body(), keepalive=0)(scope, receive, send), 2)
+    assert closed.is_set()
+    assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"data: a\n\n"]
