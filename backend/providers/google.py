@@ -15,7 +15,7 @@ replaced, never added.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import quote
 
@@ -41,10 +41,10 @@ from backend.providers.errors import (
 from backend.providers.http import (
     Timeouts,
     parse_retry_after,
+    post,
     read_json,
     redact,
     status_error,
-    transport_error,
 )
 from backend.providers.sse import iter_sse
 
@@ -112,25 +112,18 @@ class GoogleProvider(Provider):
         path = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
         return f"{self._root}{quote(path)}:{method}"
 
-    @asynccontextmanager
-    async def _post(
+    def _post(
         self, url: str, request: CompletionRequest, *, stream: bool = False
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        # Like http.post, but an error body needs reading whole: Google names an invalid
-        # key (HTTP 400) and the retry delay (HTTP 429) only inside it.
-        try:
-            async with self._session.post(
-                url, data=orjson.dumps(_body(request)), headers=self._headers,
-                timeout=self._stream_timeout if stream else self._timeout,
-            ) as response:
-                if response.status >= 400:
-                    raw = await response.read()
-                    raise _api_error(self.name, response.status, _loads(raw), response.headers)
-                yield response
-        except ProviderError:
-            raise
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(self.name, exc) from exc
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        return post(
+            self._session, url, provider=self.name, headers=self._headers, body=_body(request),
+            timeout=self._stream_timeout if stream else self._timeout, map_error=self._error,
+        )
+
+    def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
+        # The whole error body matters: Google names an invalid key (HTTP 400) and the retry
+        # delay (HTTP 429) only inside it.
+        return _api_error(self.name, status, _loads(raw), headers)
 
 
 def _body(request: CompletionRequest) -> dict[str, Any]:

@@ -32,6 +32,8 @@ _KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_*.\-]+|AIza[A-Za-z0-9_\-]+|key=[^&\s\
 _MAX_MESSAGE = 300
 
 ErrorReader = Callable[[bytes], str]
+# For APIs whose error body says more than a message (Google's invalid key, its retry delay).
+ErrorMapper = Callable[[int, bytes, Mapping[str, str]], ProviderError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +122,22 @@ async def post(
     headers: Mapping[str, str],
     body: dict[str, Any],
     timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp applies it per request
-    read_error: ErrorReader,
+    read_error: ErrorReader = str,
+    map_error: ErrorMapper | None = None,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
-    """POST a JSON body; yield the 2xx response, or raise the mapped `ProviderError`."""
+    """POST a JSON body; yield the 2xx response, or raise the mapped `ProviderError`.
+
+    An error status is mapped by `map_error` when given, else by `status_error` with the
+    message `read_error` finds in the body.
+    """
     try:
         async with session.post(
             url, data=orjson.dumps(body), headers=headers, timeout=timeout
         ) as response:
             if response.status >= 400:
                 raw = await response.read()
+                if map_error is not None:
+                    raise map_error(response.status, raw, response.headers)
                 raise status_error(provider, response.status, read_error(raw), response.headers)
             yield response
     except ProviderError:
