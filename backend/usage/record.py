@@ -36,7 +36,7 @@ class UsageRecord:
     def row(self) -> dict[str, Any]:
         """The record as a column-name mapping for an INSERT."""
         # Not dataclasses.asdict: it deep-copies every value, and was most of a batch's cost.
-        return {name: getattr(self, name) for name in _FIELD_NAMES}
+        return {name: getattr(self, name) for name in FIELD_NAMES}
 
     def to_json(self) -> bytes:
         """One spool line (without the newline): the row, timestamp as RFC 3339."""
@@ -46,10 +46,11 @@ class UsageRecord:
     def from_json(cls, line: bytes) -> UsageRecord:
         """Parse a spool line written by `to_json` (unknown keys, from a newer version, ignored)."""
         data = orjson.loads(line)
-        values = {name: data[name] for name in _FIELD_NAMES if name in data}
+        values = {name: data[name] for name in FIELD_NAMES if name in data}
         stamp = datetime.fromisoformat(values["timestamp"])
         values["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
         return cls(**values)
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
+# The record's fields, in order: each one is a column of `usage_log` of the same name.
+FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
