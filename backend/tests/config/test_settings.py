@@ -46,6 +46,13 @@ def test_seed_names_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
         ("OPENAI_BASE_URL", "api.openai.com"),
         ("DATABASE_URL", "mysql://x"),
         ("ALLOWED_ORIGINS", "not-json"),
+        # Rate limiting (issue 3).
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("RATE_LIMIT_BACKEND", "memcached"),
+        ("RATE_LIMIT_USER_REQUESTS", "0"),
+        ("RATE_LIMIT_USERS", '{"a@x.com": {"requests": 0}}'),
+        ("RATE_LIMIT_SPECIALISTS", '{"not-a-uuid": {"requests": 1}}'),
+        ("RATE_LIMIT_REDIS_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_a_wrong_value_fails_at_start_up_naming_the_variable(

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backend.config.settings import get_settings
-from backend.main import SettingsError, load_settings
 from backend.ratelimit.factory import backend_name, policy_from_settings
 from backend.specialists.manager import SpecialistManager
 from backend.tests.support import make_settings
@@ -70,25 +68,3 @@ def test_policy_from_settings_hashes_users_and_lets_settings_win_over_the_file(
     assert "Alice" not in caplog.text and "alice" not in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        ("REDIS_URL", "http://127.0.0.1:6379"),
-        ("RATE_LIMIT_BACKEND", "memcached"),
-        ("RATE_LIMIT_USER_REQUESTS", "0"),
-        ("RATE_LIMIT_USERS", '{"a@x.com": {"requests": 0}}'),
-        ("RATE_LIMIT_SPECIALISTS", '{"not-a-uuid": {"requests": 1}}'),
-        ("RATE_LIMIT_REDIS_TIMEOUT_SECONDS", "0"),
-    ],
-)
-def test_a_wrong_value_fails_at_start_up_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
-) -> None:
-    monkeypatch.setenv(variable, value)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SettingsError) as info:
-            load_settings()
-        assert variable in str(info.value)
-    finally:
-        get_settings.cache_clear()
