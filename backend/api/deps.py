@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -90,23 +90,37 @@ async def take_rate_limit_token(
     return decision
 
 
-async def _specialist_in_body(request: Request) -> str | None:
+async def body_field(request: Request, name: str) -> str | None:
+    """A string field of the JSON body, or None (malformed bodies are answered later)."""
     # request.json() caches its result, so FastAPI's own body parsing reuses it.
     try:
         body = await request.json()
     except ValueError:
-        return None  # malformed: FastAPI answers 422; the general buckets still apply
-    value = body.get("specialist_id") if isinstance(body, dict) else None
+        return None  # malformed: answered with a 4xx; the general buckets still apply
+    value = body.get(name) if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
 
 
-async def enforce_rate_limit(request: Request, services: Services) -> RateDecision:
-    """Take this request's token (once), before its body is validated; 429/503 when refused."""
+SpecialistOf = Callable[[Request, Services], Awaitable[str | None]]
+
+
+async def specialist_in_body(request: Request, services: Services) -> str | None:
+    """The specialist a /chat body names."""
+    return await body_field(request, "specialist_id")
+
+
+async def enforce_rate_limit(
+    request: Request, services: Services, specialist_of: SpecialistOf = specialist_in_body
+) -> RateDecision:
+    """Take this request's token (once), before its body is validated; 429/503 when refused.
+
+    The body is only read for the specialist when some specialist has a limit of its own.
+    """
     decision: RateDecision | None = getattr(request.state, "rate_limit", None)
     if decision is None:
         specialist = None
         if services.rate_limits.needs_specialist:
-            specialist = await _specialist_in_body(request)
+            specialist = await specialist_of(request, services)
         decision = await take_rate_limit_token(request, services, specialist)
     refusal = decision.refusal()
     if refusal is not None:
@@ -116,14 +130,18 @@ async def enforce_rate_limit(request: Request, services: Services) -> RateDecisi
 
 class RateLimitedRoute(APIRoute):
     """A route that takes its token before FastAPI reads the body, so a malformed body is
-    limited too and its 422 carries the rate-limit headers like every other response."""
+    limited too and its 422 carries the rate-limit headers like every other response.
+    Subclasses say where a request names its specialist (`specialist_of`)."""
+
+    specialist_of: SpecialistOf = staticmethod(specialist_in_body)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, preceded by the rate limit."""
         handler = super().get_route_handler()
+        specialist_of = self.specialist_of
 
         async def limited(request: Request) -> Response:
-            await enforce_rate_limit(request, get_services(request))
+            await enforce_rate_limit(request, get_services(request), specialist_of)
             return await handler(request)
 
         return limited

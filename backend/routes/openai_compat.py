@@ -10,20 +10,18 @@ the portal has no client authentication of its own yet.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from backend.api.deps import (
     ChatCallDep,
+    RateLimitedRoute,
     Services,
     ServicesDep,
-    get_services,
-    take_rate_limit_token,
+    body_field,
 )
 from backend.chat.sse import SSEResponse
 from backend.openai_api.models import ModelNotFound, model_list, model_object, resolve
@@ -32,25 +30,22 @@ from backend.openai_api.schemas import ChatCompletionRequest, to_chat_request
 from backend.resilience.disconnect import unless_disconnected
 
 
-class CompletionsRoute(APIRoute):
-    """Takes the request's rate-limit token before FastAPI reads the body, like /chat does,
-    so a malformed request is limited too and its 400 carries the X-RateLimit-* headers."""
+async def _specialist_for_model(request: Request, services: Services) -> str | None:
+    model = await body_field(request, "model")
+    if model is None:
+        return None
+    try:
+        return str(resolve(model, services.settings.model_aliases, services.specialists).id)
+    except ModelNotFound:
+        return None
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """FastAPI's handler, preceded by the rate limit."""
-        handler = super().get_route_handler()
 
-        async def limited(request: Request) -> Response:
-            services = get_services(request)
-            specialist = None
-            if services.rate_limits.needs_specialist:
-                specialist = await _specialist_for_model(request, services)
-            refusal = (await take_rate_limit_token(request, services, specialist)).refusal()
-            if refusal is not None:
-                raise refusal
-            return await handler(request)
+class CompletionsRoute(RateLimitedRoute):
+    """Takes the token before FastAPI reads the body, like /chat does, so a malformed
+    request is limited too and its 400 carries the X-RateLimit-* headers; the specialist
+    is the one `model` names."""
 
-        return limited
+    specialist_of = staticmethod(_specialist_for_model)
 
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -115,18 +110,3 @@ async def retrieve_model(model: str, services: ServicesDep) -> dict[str, Any]:
 
 router.include_router(_completions)
 
-
-async def _specialist_for_model(request: Request, services: Services) -> str | None:
-    # Only read when some specialist has its own limit. request.json() caches its result,
-    # so FastAPI's own body parsing reuses it.
-    try:
-        body = await request.json()
-    except ValueError:
-        return None  # malformed: answered with a 400; the general buckets still apply
-    model = body.get("model") if isinstance(body, dict) else None
-    if not isinstance(model, str):
-        return None
-    try:
-        return str(resolve(model, services.settings.model_aliases, services.specialists).id)
-    except ModelNotFound:
-        return None

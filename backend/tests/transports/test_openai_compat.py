@@ -313,3 +313,22 @@ async def test_a_client_that_leaves_a_whole_answer_cancels_the_upstream_call(
     (row,) = await usage_rows(portal, expected=1)
     assert (row["success"], row["error_kind"]) == (False, "client_disconnected")
     assert row["latency_ms"] < 1500  # not the 3 s the upstream would have taken
+
+
+async def test_a_specialist_limit_applies_to_the_specialist_its_model_or_alias_names(
+    portal_factory: Any,
+) -> None:
+    portal: Portal = await portal_factory(
+        model_aliases={ALIAS: SPECIALISTS["openai"]},
+        rate_limit_specialists={SPECIALISTS["openai"]: {"requests": 1}},
+    )
+    messages: Any = [{"role": "user", "content": "hi"}]
+    async with AsyncOpenAI(
+        base_url=portal.url + "/v1", api_key="anything", max_retries=0, timeout=10
+    ) as sdk:
+        await sdk.chat.completions.create(model=SPECIALISTS["openai"], messages=messages)
+        with pytest.raises(openai.RateLimitError):  # the same specialist, by its alias
+            await sdk.chat.completions.create(model=ALIAS, messages=messages)
+        other = await sdk.chat.completions.create(model=SPECIALISTS["demo"], messages=messages)
+    assert other.choices[0].message.content
+    assert len(portal.fakes["openai"].requests) == 1
