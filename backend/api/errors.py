@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -101,19 +101,23 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     return _respond(request, {**exc.body(), "request_id": _request_id(request)}, status, headers)
 
 
+def problems(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as the fields at fault: where, what, which rule; never the input."""
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in errors
+    ]
+
+
 async def validation_error(request: Request, exc: Exception) -> JSONError:
     """Malformed or invalid bodies -> 422 with the fields at fault (never the input echoed)."""
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]
     return _respond(
         request,
         {
             "error": "invalid_request",
             "message": "the request body is not valid",
-            "detail": problems,
+            "detail": problems(exc.errors()),
             "request_id": _request_id(request),
         },
         422,

@@ -193,7 +193,7 @@ class ChatService:
                     f"{provider.name} sent no text within {bound:g} s", provider=provider.name
                 ) from exc
         except BaseException:
-            await _close(events)
+            await close_events(events)
             raise
 
     def _record(self, chat: PreparedChat, outcome: Outcome, *, streamed: bool) -> UsageRecord:
@@ -265,7 +265,7 @@ class ChatStream:
             raise
         finally:
             try:
-                await _close(self._rest)
+                await close_events(self._rest)
             finally:
                 # Even if a provider's clean-up raises, the interaction is still recorded.
                 self.record = self._service._record(self.chat, outcome, streamed=True)
@@ -282,8 +282,8 @@ async def _complete(provider: Provider, request: CompletionRequest) -> Completio
     return await provider.complete(request)
 
 
-async def _close(events: AsyncIterator[StreamEvent]) -> None:
-    # Closing the provider's generator releases (and, mid-body, drops) the upstream connection.
+async def close_events(events: AsyncIterator[StreamEvent]) -> None:
+    """Close a provider stream now: releases (mid-body, drops) its upstream connection."""
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +29,12 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from backend.api.deps import Services, request_context, take_rate_limit_token
-from backend.api.errors import status_for
+from backend.api.errors import problems, status_for
 from backend.chat.schemas import ChatRequest
-from backend.chat.service import ChatStream
+from backend.chat.service import ChatStream, close_events
 from backend.chat.sse import error_data, final_chunk, text_chunk
 from backend.errors import InvalidRequest, PortalError
-from backend.providers.base import StreamEvent, TextDelta
+from backend.providers.base import TextDelta
 from backend.ratelimit.base import RateDecision
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class ChatSocket:
                 if isinstance(event, TextDelta):
                     await self._send({"type": "message", **text_chunk(event.text)})
         finally:
-            await _aclose(events)
+            await close_events(events)
         record = stream.record
         assert record is not None  # events() records in its finally, before we get here
         await self._send({"type": "message", **final_chunk(record)})
@@ -188,12 +188,6 @@ class ChatSocket:
 
 
 _INVALID_JSON = object()
-
-
-async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 def _parse(payload: str | bytes) -> Any:
@@ -218,13 +212,9 @@ def error_message(
 
 def invalid_body_message(exc: ValidationError, request_id: str) -> dict[str, Any]:
     """A body that is not a chat request: the fields at fault, never the input echoed."""
-    problems = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]
     return {
         "type": "error", "error": "invalid_request", "message": "the message body is not valid",
-        "detail": problems, "request_id": request_id, "status": 422,
+        "detail": problems(exc.errors()), "request_id": request_id, "status": 422,
     }
 
 
