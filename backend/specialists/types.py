@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated
 from uuid import UUID
 
@@ -82,17 +83,17 @@ class Specialist(BaseModel):
         check_provider_name(value)
         return value
 
-    @property
+    @cached_property
     def target(self) -> ProviderTarget:
         """What the provider factory needs to hand out this specialist's provider."""
         return ProviderTarget(self.provider, self.base_url, self.api_key_env)
 
-    @property
+    @cached_property
     def route(self) -> Route:
         """This specialist's own provider target, model and parameters."""
         return Route(self.target, self.model, self.temperature, self.max_output_tokens)
 
-    @property
+    @cached_property
     def prompt_hash(self) -> str:
         """SHA-256 of the system prompt, so a usage row says which prompt produced it."""
         return hashlib.sha256(self.system_prompt.encode()).hexdigest()
