@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from backend.tests.fakes.script import FakeState, RecordedRequest, Script
-from backend.tests.fakes.server import serve
+from backend.tests.fakes.server import cut, serve
 
 API_KEY = "test-anthropic-key"
 
@@ -158,7 +158,7 @@ async def _message(
     resp.content_length = len(raw)
     await resp.prepare(request)
     await resp.write(raw[: len(raw) // 2])
-    _cut(request, resp)
+    cut(request, resp)
     return resp
 
 
@@ -206,8 +206,7 @@ async def _stream(
             "request-id": _id("req_"),
         }
     )
-    state.open_responses += 1
-    try:
+    with state.streaming():
         await resp.prepare(request)
         start = _message_object(script, body, text="", streaming=True)
         await _send(resp, "message_start", {"type": "message_start", "message": start})
@@ -223,7 +222,7 @@ async def _stream(
                 await resp.write_eof()
                 return resp
             if index == script.cut_after_chunks:
-                _cut(request, resp)
+                cut(request, resp)
                 return resp
             if index == len(script.chunks):
                 break
@@ -234,13 +233,6 @@ async def _stream(
                 "delta": {"type": "text_delta", "text": script.chunks[index]},
             })
         await _finish(resp, script, delta_input_usage)
-    except ConnectionResetError:
-        state.disconnects += 1
-    except asyncio.CancelledError:
-        state.disconnects += 1
-        raise
-    finally:
-        state.open_responses -= 1
     return resp
 
 
@@ -264,12 +256,6 @@ async def _finish(resp: web.StreamResponse, script: Script, delta_input_usage: b
 async def _send(resp: web.StreamResponse, event: str, data: dict[str, Any]) -> None:
     await resp.write(f"event: {event}\ndata: {_dumps(data)}\n\n".encode())
 
-
-def _cut(request: web.Request, resp: web.StreamResponse) -> None:
-    # Drop the connection with the body unfinished, so the client sees a truncated payload.
-    resp.force_close()
-    if request.transport is not None:
-        request.transport.close()
 
 
 def _dumps(data: Any) -> str:

@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from backend.tests.fakes.script import FakeState, RecordedRequest, Script
-from backend.tests.fakes.server import serve
+from backend.tests.fakes.server import cut, serve
 
 API_KEY = "test-google-key"
 VERSIONS = ("v1", "v1beta", "v1alpha")
@@ -221,7 +221,7 @@ async def _complete(request: web.Request, script: Script, model: str) -> web.Str
     resp.content_length = len(body)
     await resp.prepare(request)
     await resp.write(body[: len(body) // 2])
-    _cut(request, resp)
+    cut(request, resp)
     return resp
 
 
@@ -247,20 +247,12 @@ async def _stream(
 ) -> web.StreamResponse:
     content_type = "text/event-stream" if sse else "application/json; charset=UTF-8"
     resp = web.StreamResponse(headers={"Content-Type": content_type})
-    state.open_responses += 1
-    try:
+    with state.streaming():
         await resp.prepare(request)
         if await _write_frames(request, resp, state.script, model, sse=sse):
             if not sse:
                 await resp.write(b"]")
             await resp.write_eof()
-    except ConnectionResetError:
-        state.disconnects += 1
-    except asyncio.CancelledError:
-        state.disconnects += 1
-        raise
-    finally:
-        state.open_responses -= 1
     return resp
 
 
@@ -272,7 +264,7 @@ async def _write_frames(
     # The trailing sentinel lets a fault land after the last answer chunk too.
     for is_answer, frame in [*_frames(script, model), (True, None)]:
         if is_answer and answered == script.cut_after_chunks:
-            _cut(request, resp)
+            cut(request, resp)
             return False
         if is_answer and answered == script.stream_error_after:
             await resp.write(_encode(_stream_error(script), sse=sse, first=not written))
@@ -296,9 +288,3 @@ def _encode(frame: dict[str, Any], *, sse: bool, first: bool) -> bytes:
         return b"data: " + orjson.dumps(frame) + b"\r\n\r\n"
     return (b"[" if first else b",\r\n") + orjson.dumps(frame, option=orjson.OPT_INDENT_2)
 
-
-def _cut(request: web.Request, resp: web.StreamResponse) -> None:
-    # Close the socket without the chunked terminator: the client sees a truncated body.
-    resp.force_close()
-    if request.transport is not None:
-        request.transport.close()

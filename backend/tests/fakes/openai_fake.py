@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from backend.tests.fakes.script import FakeState, RecordedRequest, Script
-from backend.tests.fakes.server import serve
+from backend.tests.fakes.server import cut, serve
 
 API_KEY = "test-openai-key"
 PATH = "/v1/chat/completions"
@@ -249,7 +249,7 @@ async def _complete(request: web.Request, script: Script, model: str) -> web.Str
     response.content_length = len(body)
     await response.prepare(request)
     await response.write(body[: len(body) // 2])
-    _hang_up(request, response)
+    cut(request, response)
     return response
 
 
@@ -295,34 +295,19 @@ async def _stream(
         stop_at = 1 + script.stream_error_after
     delay = script.chunk_delay
     response = web.StreamResponse(headers=_SSE_HEADERS)
-    state.open_responses += 1
-    try:
+    with state.streaming():
         await response.prepare(request)
         for frame in frames[:stop_at]:
             if delay:
                 await asyncio.sleep(delay)
             await response.write(frame)
         if script.cut_after_chunks is not None:
-            _hang_up(request, response)
+            cut(request, response)
             return response
         if script.stream_error_after is not None:
             await response.write(_stream_error_frame(script))
         elif not script.omit_terminal:
             await response.write(_DONE)
         await response.write_eof()
-    except ConnectionResetError:
-        state.disconnects += 1
-    except asyncio.CancelledError:
-        state.disconnects += 1
-        raise
-    finally:
-        state.open_responses -= 1
     return response
 
-
-def _hang_up(request: web.Request, response: web.StreamResponse) -> None:
-    # Closing the socket before the final zero-length chunk (or short of Content-Length)
-    # is what a dropped upstream connection looks like to the client.
-    response.force_close()
-    if request.transport is not None:
-        request.transport.close()

@@ -6,6 +6,9 @@ real wire format (JSON bodies, SSE event sequence, error bodies, status codes).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +56,20 @@ class FakeState:
     failures_served: int = 0
     disconnects: int = 0  # responses whose client went away before the fake finished
     open_responses: int = 0
+
+    @contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Around a streamed response: count it open, and count a client that leaves early."""
+        self.open_responses += 1
+        try:
+            yield
+        except ConnectionResetError:
+            self.disconnects += 1
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+        finally:
+            self.open_responses -= 1
 
     def should_fail(self) -> bool:
         """True when this request should get the scripted error status."""

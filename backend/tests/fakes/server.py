@@ -20,3 +20,11 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def cut(request: web.Request, response: web.StreamResponse) -> None:
+    """Drop the connection with the body unfinished (no final chunk, or short of its
+    Content-Length): what a dropped upstream connection looks like to the client."""
+    response.force_close()
+    if request.transport is not None:
+        request.transport.close()
