@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,27 @@ async def test_a_record_written_twice_is_one_row(
     assert await insert_batch(engine, [record, make_record(request_id=record.request_id)]) == 0
     assert await count_rows(engine) == 1
     assert recorder.counters.duplicates == 1
+
+
+async def test_every_field_reads_back_as_written(engine: AsyncEngine) -> None:
+    # PostgreSQL takes the batch as JSON: each value must come back as the record held it.
+    offset = timezone(timedelta(hours=-5))
+    full = make_record(
+        timestamp=datetime(2026, 3, 1, 7, 8, 9, 123456, tzinfo=offset),
+        specialist_name='Quote " back\\slash, comma and Zürich ✓',
+        estimated_cost_usd=0.1 + 0.2, latency_ms=1e-7, input_tokens=2**31 - 1,
+        success=False, streamed=True, error_kind="upstream_timeout", cached_input_tokens=17,
+        tokens_estimated=True, specialist_version=3, prompt_hash="f" * 64,
+        rate_limit_key_kind="user",
+    )
+    empty = make_record(user_email_hash=None, estimated_cost_usd=None)
+    assert await insert_batch(engine, [full, empty]) == 2
+    rows = await fetch_rows(engine)
+    for record, row in zip([full, empty], rows, strict=True):
+        stamp = row.pop("timestamp")
+        assert stamp.replace(tzinfo=stamp.tzinfo or UTC) == record.timestamp
+        row.pop("id")
+        assert row == {k: v for k, v in record.row().items() if k != "timestamp"}
 
 
 async def test_a_full_queue_spills_to_the_spool_without_blocking_or_dropping(
