@@ -75,21 +75,27 @@ async def test_a_record_written_twice_is_one_row(
     assert recorder.counters.duplicates == 1
 
 
-async def test_every_field_reads_back_as_written(engine: AsyncEngine) -> None:
-    # PostgreSQL takes the batch as JSON: each value must come back as the record held it.
+async def test_every_field_reads_back_as_written_on_either_path(engine: AsyncEngine) -> None:
+    # PostgreSQL writes a fresh batch with COPY, and one holding a stored request id as an
+    # INSERT of JSON: each value must come back as the record held it, both ways.
     offset = timezone(timedelta(hours=-5))
-    full = make_record(
-        timestamp=datetime(2026, 3, 1, 7, 8, 9, 123456, tzinfo=offset),
-        specialist_name='Quote " back\\slash, comma and Zürich ✓',
-        estimated_cost_usd=0.1 + 0.2, latency_ms=1e-7, input_tokens=2**31 - 1,
-        success=False, streamed=True, error_kind="upstream_timeout", cached_input_tokens=17,
-        tokens_estimated=True, specialist_version=3, prompt_hash="f" * 64,
-        rate_limit_key_kind="user",
-    )
-    empty = make_record(user_email_hash=None, estimated_cost_usd=None)
-    assert await insert_batch(engine, [full, empty]) == 2
+
+    def full(**overrides: object) -> UsageRecord:
+        return make_record(
+            timestamp=datetime(2026, 3, 1, 7, 8, 9, 123456, tzinfo=offset),
+            specialist_name='Quote " back\\slash, comma and Zürich ✓',
+            estimated_cost_usd=0.1 + 0.2, latency_ms=1e-7, input_tokens=2**31 - 1,
+            success=False, streamed=True, error_kind="upstream_timeout",
+            cached_input_tokens=17, tokens_estimated=True, specialist_version=3,
+            prompt_hash="f" * 64, rate_limit_key_kind="user", **overrides,
+        )
+
+    first = [full(), make_record(user_email_hash=None, estimated_cost_usd=None)]
+    assert await insert_batch(engine, first) == 2
+    second = [first[0], full(model="gpt-4o-mini"), make_record(cached_input_tokens=None)]
+    assert await insert_batch(engine, second) == 2  # the stored one is skipped
     rows = await fetch_rows(engine)
-    for record, row in zip([full, empty], rows, strict=True):
+    for record, row in zip([*first, *second[1:]], rows, strict=True):
         stamp = row.pop("timestamp")
         assert stamp.replace(tzinfo=stamp.tzinfo or UTC) == record.timestamp
         row.pop("id")
@@ -182,28 +188,33 @@ async def test_shutdown_with_the_database_up_writes_everything_queued(
     assert await count_rows(engine) == 35 and recorder.spool_records == 0
 
 
-def _poison(dialect: str) -> UsageRecord:
-    # Something each database refuses for its content, not for being down.
+def _poisons(dialect: str) -> list[UsageRecord]:
+    # Values each database refuses for their content, not for being down.
     if dialect == "postgresql":
-        return make_record(model="m" * 300)  # VARCHAR(200)
-    return make_record(latency_ms=math.nan)  # SQLite stores NaN as NULL: NOT NULL fails
+        return [
+            make_record(model="m" * 300),  # VARCHAR(200): the server refuses it (22001)
+            make_record(specialist_name="nul \x00 byte"),  # text holds no NUL (22021)
+            make_record(input_tokens=2**40),  # past INTEGER: asyncpg's encoder refuses it
+        ]
+    return [make_record(latency_ms=math.nan)]  # SQLite stores NaN as NULL: NOT NULL fails
 
 
 async def test_a_row_the_database_refuses_is_set_aside_and_the_rest_still_flow(
     engine: AsyncEngine, recorder: UsageRecorder, tmp_path: Path
 ) -> None:
     good = [make_record() for _ in range(10)]
-    bad = _poison(engine.dialect.name)
-    for record in [*good[:5], bad, *good[5:]]:
+    bad = _poisons(engine.dialect.name)
+    for record in [*good[:5], *bad, *good[5:]]:
         recorder.record(record)
     await recorder.flush()
     await _all_written(engine, recorder, 10)
     rows = await fetch_rows(engine)
     assert sorted(r["request_id"] for r in rows) == sorted(r.request_id for r in good)
-    assert recorder.counters.rejected == 1
-    assert bad.request_id.encode() in (tmp_path / "spool" / REJECTED_FILE).read_bytes()
+    assert recorder.counters.rejected == len(bad)
+    rejected = (tmp_path / "spool" / REJECTED_FILE).read_bytes()
+    assert all(record.request_id.encode() in rejected for record in bad)
     later = make_record()
-    recorder.record(later)  # the spool is not stuck behind the bad row
+    recorder.record(later)  # the spool is not stuck behind the bad rows
     await recorder.flush()
     await _all_written(engine, recorder, 11)
 
