@@ -64,15 +64,15 @@ async def _insert_postgresql(engine: AsyncEngine, batch: Sequence[UsageRecord]) 
     # we tried (the JSON one above, or one typed array per column) and the portal ~3 us,
     # and on a small host the database's CPU is the chat's. COPY knows no ON CONFLICT, so a
     # batch holding a stored request id (rare: replays) fails whole and goes again as the
-    # idempotent INSERT. The pool (and its pre-ping) is SQLAlchemy's; the transactions are
-    # asyncpg's own, which SQLAlchemy's adapter, having begun none, leaves alone.
+    # idempotent INSERT. Each is one statement, so one transaction of its own: no BEGIN and
+    # COMMIT round trips. The pool (and its pre-ping) is SQLAlchemy's; its adapter has
+    # begun no transaction on the connection, so it has none to end.
     async with engine.connect() as conn:
         pg: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg, untyped
         try:
-            async with pg.transaction():
-                await pg.copy_records_to_table(
-                    "usage_log", records=[_row(r) for r in batch], columns=FIELD_NAMES
-                )
+            await pg.copy_records_to_table(
+                "usage_log", records=[_row(r) for r in batch], columns=FIELD_NAMES
+            )
             return len(batch)
         except (OverflowError, TypeError, ValueError) as exc:
             # asyncpg's binary encoders refuse a value (an int past int4, a str for an int)
@@ -80,9 +80,8 @@ async def _insert_postgresql(engine: AsyncEngine, batch: Sequence[UsageRecord]) 
             # same, which the recorder sets aside instead of retrying the batch forever.
             raise ValueRefused(str(exc)) from exc
         except UniqueViolationError:
-            async with pg.transaction():
-                payload = orjson.dumps(batch, option=orjson.OPT_NAIVE_UTC).decode()
-                status: str = await pg.execute(PG_INSERT, payload)
+            payload = orjson.dumps(batch, option=orjson.OPT_NAIVE_UTC).decode()
+            status: str = await pg.execute(PG_INSERT, payload)
             return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
 
 
