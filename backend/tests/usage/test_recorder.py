@@ -16,7 +16,7 @@ from backend.tests.usage.helpers import count_rows, eventually, fetch_rows, make
 from backend.usage.record import UsageRecord
 from backend.usage.recorder import RecorderConfig, UsageRecorder
 from backend.usage.spool import REJECTED_FILE, Spool
-from backend.usage.store import insert_batch
+from backend.usage.store import insert_batch, is_row_error
 
 FAST = RecorderConfig(
     batch_size=50, flush_interval=0.01, write_timeout=3, retry_initial=0.05, retry_max=0.2
@@ -100,6 +100,21 @@ async def test_every_field_reads_back_as_written_on_either_path(engine: AsyncEng
         assert stamp.replace(tzinfo=stamp.tzinfo or UTC) == record.timestamp
         row.pop("id")
         assert row == {k: v for k, v in record.row().items() if k != "timestamp"}
+
+
+async def test_the_idempotent_path_refuses_what_the_column_refuses(engine: AsyncEngine) -> None:
+    # A batch with a stored request id takes PostgreSQL's INSERT of JSON, not COPY: an
+    # over-long string must still be refused there, not cut to the column's length.
+    stored = make_record()
+    await insert_batch(engine, [stored])
+    too_long = make_record(model="m" * 300)  # VARCHAR(200)
+    if engine.dialect.name == "sqlite":  # SQLite keeps any length: nothing to refuse
+        assert await insert_batch(engine, [stored, too_long]) == 1
+        return
+    with pytest.raises(Exception) as refused:
+        await insert_batch(engine, [stored, too_long])
+    assert is_row_error(refused.value)
+    assert await count_rows(engine) == 1
 
 
 async def test_a_full_queue_spills_to_the_spool_without_blocking_or_dropping(
