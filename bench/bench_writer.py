@@ -252,7 +252,8 @@ def chat_rounds(
                         on_rps[case] = warm["rps"]
             got: dict[str, dict[str, float]] = {}
             for variant in VARIANTS if round_no % 2 == 0 else VARIANTS[::-1]:
-                control = (url, on_rps.get(case, 0.0)) if variant == "off+db" else None
+                # Set by now: round 0 loads "on" first, later rounds have an earlier "on".
+                control = (url, on_rps[case]) if variant == "off+db" else None
                 got[variant] = _point(portals, variant, path, body, tail, args.duration, control)
                 samples.setdefault((specialist, path, variant), []).append(got[variant])
                 if variant == "on":

@@ -26,7 +26,7 @@ _SQLITE_INSERT = (
 # PostgreSQL, when a batch holds a request id already stored: the batch as one JSON array
 # (orjson writes the dataclasses in C), read into the table's own row type, which still
 # refuses an over-long string (SQLSTATE 22001) as the column would.
-PG_INSERT = (
+_PG_INSERT = (
     f"INSERT INTO usage_log ({_COLUMNS}) SELECT {_COLUMNS} "
     "FROM json_populate_recordset(NULL::usage_log, $1::json) "
     "ON CONFLICT (request_id) DO NOTHING"
@@ -81,7 +81,7 @@ async def _insert_postgresql(engine: AsyncEngine, batch: Sequence[UsageRecord]) 
             raise ValueRefused(str(exc)) from exc
         except UniqueViolationError:
             payload = orjson.dumps(batch, option=orjson.OPT_NAIVE_UTC).decode()
-            status: str = await pg.execute(PG_INSERT, payload)
+            status: str = await pg.execute(_PG_INSERT, payload)
             return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
 
 
