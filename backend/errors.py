@@ -31,3 +31,21 @@ class RequestTooLarge(InvalidRequest):
     """A message, the history or the whole conversation is over its configured limit."""
 
     code = "request_too_large"
+
+
+class BodyTooLarge(RequestTooLarge):
+    """A request body or WebSocket message is over MAX_REQUEST_BYTES (checked before it is
+    held: a declared length at once, a chunked body as it arrives)."""
+
+
+class BodyReadTimeout(InvalidRequest):
+    """The request body did not arrive in full within BODY_READ_TIMEOUT_SECONDS."""
+
+    code = "body_read_timeout"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """A chat request whose Content-Type is not JSON (refused before any token is taken, so
+    a cross-site `text/plain` form cannot drain a user's limit)."""
+
+    code = "unsupported_media_type"

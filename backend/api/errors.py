@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from backend.api.deps import AdminAuthRequired
-from backend.errors import InvalidRequest, PortalError, RequestTooLarge
+from backend.errors import (
+    BodyReadTimeout,
+    InvalidRequest,
+    PortalError,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
     ProviderAuthError,
@@ -46,6 +52,8 @@ class JSONError(Response):
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (RequestTooLarge, 413),
+    (BodyReadTimeout, 408),
+    (UnsupportedMediaType, 415),
     (AdminAuthRequired, 401),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
@@ -80,11 +88,34 @@ def _request_id(request: Request) -> str | None:
 def _respond(
     request: Request, body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
 ) -> JSONError:
+    return _shaped(request.url.path, request.method, body, status, headers)
+
+
+def _shaped(
+    path: str, method: str, body: dict[str, Any], status: int,
+    headers: Mapping[str, str] | None = None, *, keep_status: bool = False,
+) -> JSONError:
     # The OpenAI-compatible API answers in OpenAI's error shape, so its clients' SDKs raise
     # their usual exception classes; everything else keeps the portal's shape.
-    if is_openai_path(request.url.path):
-        status, body = openai_error(status, body, method=request.method, path=request.url.path)
+    if is_openai_path(path):
+        shaped_status, body = openai_error(status, body, method=method, path=path)
+        status = status if keep_status else shaped_status
     return JSONError(body, status_code=status, headers=headers)
+
+
+def refusal_response(
+    exc: PortalError, *, path: str, method: str, request_id: str | None
+) -> JSONError:
+    """The response to a request refused before routing (the front door's 408 / 413).
+
+    It closes the connection: the rest of the body is never read, so the connection cannot
+    carry another request. /v1 gets OpenAI's error shape but keeps the HTTP status (413,
+    408), which says what happened on the wire better than a 400 would.
+    """
+    body = {**exc.body(), "request_id": request_id}
+    return _shaped(
+        path, method, body, status_for(exc), {"Connection": "close"}, keep_status=True
+    )
 
 
 async def portal_error(request: Request, exc: Exception) -> JSONError:

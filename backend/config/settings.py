@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     max_history_messages: int = Field(default=50, ge=0)
     max_total_chars: int = Field(default=200_000, gt=0)
 
+    # The front door (backend/frontdoor/): bounds on what a client may make the server hold.
+    # Bytes in one request body or WebSocket message; unset: sized from MAX_TOTAL_CHARS.
+    max_request_bytes: int | None = Field(default=None, ge=1024)
+    # Longest a request body may take to arrive in full; a trickling client gets 408.
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Bytes in the request line and headers together; over it: 431 (uvicorn's httptools).
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    # Longest the request line and headers may take to arrive; then the connection closes.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+
     # Database.
     database_url: str = "sqlite:///./ai_portal.db"
 
@@ -116,7 +126,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_backend", "redis_url", "rate_limit_user_requests",
-        "rate_limit_user_window_seconds", mode="before",
+        "rate_limit_user_window_seconds", "max_request_bytes", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -134,6 +144,10 @@ class Settings(BaseSettings):
     model_aliases: dict[str, UUID] = Field(default_factory=dict)
     # Messages one WebSocket may queue behind the answer in progress; more get an error.
     ws_max_pending_messages: int = Field(default=8, ge=1, le=1000)
+    # A socket with no message from its client and no answer in progress for this long closes.
+    ws_idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Open WebSockets one client address may hold in one worker; one more is refused (403).
+    ws_max_connections_per_client: int = Field(default=16, ge=1)
 
     @field_validator("model_aliases")
     @classmethod
@@ -181,6 +195,17 @@ class Settings(BaseSettings):
                 "USER_HASH_SECRET must be set when ENVIRONMENT is not development"
             )
         return self
+
+    def request_byte_cap(self) -> int:
+        """MAX_REQUEST_BYTES, or the default sized from the character limits.
+
+        A JSON client may escape every character as a surrogate pair (`\\ud83d\\ude00`, 12 bytes
+        for one character), so 12 bytes a character of MAX_TOTAL_CHARS, plus room for the
+        history's JSON around the text, fits any conversation the limits allow.
+        """
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return 12 * self.max_total_chars + 64 * 1024
 
     def hash_secret(self) -> bytes:
         """The HMAC key for user identities (a fixed dev key only in development)."""

@@ -50,6 +50,15 @@ async def uvicorn_servers(
 ) -> AsyncIterator[list[str]]:
     """Run `python -m uvicorn backend.main:app --port N [args]` once per env, all at once;
     yield their base URLs."""
+    async with uvicorn_processes(envs, args) as started:
+        yield [url for url, _ in started]
+
+
+@asynccontextmanager
+async def uvicorn_processes(
+    envs: Sequence[dict[str, str]], args: Sequence[Sequence[str]] | None = None
+) -> AsyncIterator[list[tuple[str, asyncio.subprocess.Process]]]:
+    """As `uvicorn_servers`, yielding each server's URL with its process."""
     ports = [free_port() for _ in envs]
     # A file, not a pipe: a pipe nobody reads would stall a server that logs a lot.
     logs = [tempfile.TemporaryFile() for _ in envs]
@@ -66,7 +75,7 @@ async def uvicorn_servers(
         await asyncio.gather(
             *(_wait_ready(*started) for started in zip(procs, urls, logs, strict=True))
         )
-        yield urls
+        yield list(zip(urls, procs, strict=True))
     except BaseException:
         for log in logs:  # pytest shows this with the failure: the servers' own account
             log.seek(0)
