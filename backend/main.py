@@ -26,10 +26,12 @@ from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine
 from backend.database.migrations import prepare_schema
+from backend.frontdoor.body import BodyLimits
+from backend.frontdoor.connections import ClientConnections
+from backend.frontdoor.server import ServerHardening, ServerLimits
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
-from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
 from backend.routes import chat, health, openai_compat, specialists, usage, ws
 from backend.specialists.manager import SpecialistManager
@@ -102,6 +104,7 @@ async def build_services(settings: Settings) -> Services:
         recorder=recorder,
         rate_limits=rate_limits,
         chat=chat_service,
+        ws_clients=ClientConnections(settings.ws_max_connections_per_client),
     )
 
 
@@ -141,6 +144,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read by SettingsDep. Not a dependency override: while any is set, FastAPI rebuilds
     # every dependency's signature analysis on every request (over 10 % of /chat/send's CPU).
     app.state.settings = settings
+    # Innermost of the middleware: bodies are bounded before routing, and its refusals still
+    # get CORS headers and a request id from the layers around it.
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.request_byte_cap(),
+        read_timeout=settings.body_read_timeout_seconds,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -152,8 +162,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.add_middleware(RequestContextMiddleware)
-    # TRUSTED_PROXIES alone decides who may name the client, however uvicorn is started.
-    app.add_middleware(ServerProxyHeadersOff)
+    # However uvicorn is started: bounded headers and WebSocket messages, and TRUSTED_PROXIES
+    # alone decides who may name the client.
+    app.add_middleware(
+        ServerHardening,
+        limits=ServerLimits(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_read_timeout_seconds,
+            max_message_bytes=settings.request_byte_cap(),
+        ),
+    )
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(specialists.router)
