@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
-from backend.errors import PortalError
+from backend.errors import PortalError, UnsupportedMediaType
+from backend.frontdoor.connections import ClientConnections
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
@@ -38,6 +39,7 @@ class Services:
     recorder: UsageRecorder
     rate_limits: RateLimits
     chat: ChatService
+    ws_clients: ClientConnections  # open WebSockets per client address
 
 
 def get_services(request: Request) -> Services:
@@ -128,6 +130,23 @@ async def enforce_rate_limit(
     return decision
 
 
+def require_json(request: Request) -> None:
+    """Refuse a chat body that is not JSON (415), before it costs a rate-limit token.
+
+    A web page may POST `text/plain` (or a form) to any origin without a CORS preflight;
+    refused only after taking a token, such requests would drain a user's limit from any
+    site. A body with no Content-Type was never parsed as JSON (FastAPI answered 422).
+    """
+    content_type = request.headers.get("content-type", "")
+    media = content_type.partition(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            "chat requests must be sent as Content-Type: application/json"
+        )
+
+
 class RateLimitedRoute(APIRoute):
     """A route that takes its token before FastAPI reads the body, so a malformed body is
     limited too and its 422 carries the rate-limit headers like every other response.
@@ -141,6 +160,7 @@ class RateLimitedRoute(APIRoute):
         specialist_of = self.specialist_of
 
         async def limited(request: Request) -> Response:
+            require_json(request)
             await enforce_rate_limit(request, get_services(request), specialist_of)
             return await handler(request)
 

@@ -10,6 +10,12 @@ Framing, one JSON text message per object (docs/transports.md):
 Messages are answered one at a time, in the order sent; each gets exactly one final
 chunk or one error, takes one rate-limit token and produces at most one usage record.
 A bad message gets an error and the connection stays open.
+
+What one client can make a worker hold is bounded: WS_MAX_CONNECTIONS_PER_CLIENT open
+sockets per address (one more is refused at the handshake, 403); a message over
+MAX_REQUEST_BYTES closes the socket (1009); the queue behind the answer in progress holds
+at most WS_MAX_PENDING_MESSAGES messages and MAX_REQUEST_BYTES bytes; a socket with no
+message and no answer in progress for WS_IDLE_TIMEOUT_SECONDS is closed (1000).
 """
 
 from __future__ import annotations
@@ -58,8 +64,20 @@ async def chat_ws(websocket: WebSocket) -> None:
         # Closing before accepting refuses the handshake: the client gets HTTP 403.
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
         return
-    await websocket.accept()
-    await ChatSocket(websocket, services).serve()
+    client = services.rate_limits.client_ip(
+        websocket.client.host if websocket.client else None,
+        websocket.headers.getlist("x-forwarded-for"),
+    )
+    with services.ws_clients.hold(client) as admitted:
+        if not admitted:
+            log.warning(
+                "refused a WebSocket from %s: %d open already (WS_MAX_CONNECTIONS_PER_CLIENT)",
+                client, services.ws_clients.limit,
+            )
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+            return
+        await websocket.accept()
+        await ChatSocket(websocket, services).serve()
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
@@ -76,6 +94,7 @@ def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Incoming:
     payload: str | bytes
+    size: int  # bytes on the wire
     received_at: float  # time.perf_counter(): latency runs from here, queueing included
 
 
@@ -85,9 +104,14 @@ class ChatSocket:
     def __init__(self, websocket: WebSocket, services: Services) -> None:
         self._ws = websocket
         self._services = services
+        settings = services.settings
         self._inbox: asyncio.Queue[_Incoming] = asyncio.Queue(
-            maxsize=services.settings.ws_max_pending_messages
+            maxsize=settings.ws_max_pending_messages
         )
+        self._max_bytes = settings.request_byte_cap()
+        self._idle_timeout = settings.ws_idle_timeout_seconds
+        self._pending_bytes = 0  # of the messages queued behind the answer in progress
+        self._answering = False
         self._send_lock = asyncio.Lock()
 
     async def serve(self) -> None:
@@ -106,30 +130,63 @@ class ChatSocket:
     async def _read(self) -> None:
         # Reading goes on while an answer streams, so a disconnect is seen at once.
         while True:
-            message = await self._ws.receive()
+            try:
+                async with asyncio.timeout(self._idle_timeout):
+                    message = await self._ws.receive()
+            except TimeoutError:
+                if self._answering or not self._inbox.empty():
+                    continue  # a long answer is not idleness
+                await self._close(status.WS_1000_NORMAL_CLOSURE, "idle timeout")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             payload: str | bytes = text if text is not None else message.get("bytes") or b""
+            size = _wire_size(payload)
+            if size > self._max_bytes:
+                # The server already refuses these (ws_max_size); this holds on any server.
+                await self._close(status.WS_1009_MESSAGE_TOO_BIG, "message too big")
+                return
+            if not await self._enqueue(_Incoming(payload, size, time.perf_counter())):
+                return
+
+    async def _enqueue(self, incoming: _Incoming) -> bool:
+        """Queue a message behind the answer in progress, or refuse it; False once gone."""
+        if self._pending_bytes + incoming.size <= self._max_bytes:
             try:
-                self._inbox.put_nowait(_Incoming(payload, time.perf_counter()))
+                self._inbox.put_nowait(incoming)
             except asyncio.QueueFull:
-                refused = TooManyPending(
-                    f"more than {self._inbox.maxsize} messages are waiting; wait for an "
-                    "answer (its final chunk or error) before sending more"
-                )
-                try:
-                    await self._send(error_message(refused, uuid.uuid4().hex, status=429))
-                except _Gone:
-                    return
+                pass
+            else:
+                self._pending_bytes += incoming.size
+                return True
+        refused = TooManyPending(
+            f"more than {self._inbox.maxsize} messages or {self._max_bytes} bytes are "
+            "waiting; wait for an answer (its final chunk or error) before sending more"
+        )
+        try:
+            await self._send(error_message(refused, uuid.uuid4().hex, status=429))
+        except _Gone:
+            return False
+        return True
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await self._ws.close(code=code, reason=reason)
+        except (*_Gone, RuntimeError):  # the client went first
+            pass
 
     async def _answer_in_order(self) -> None:
         while True:
             incoming = await self._inbox.get()
+            self._pending_bytes -= incoming.size
+            self._answering = True
             try:
                 await self._turn(incoming)
             except _Gone:
                 return  # the reader sees the disconnect too, and ends the session
+            finally:
+                self._answering = False
 
     async def _turn(self, incoming: _Incoming) -> None:
         """Answer one message; every failure becomes an error message on the same socket."""
@@ -188,6 +245,12 @@ class ChatSocket:
 
 
 _INVALID_JSON = object()
+
+
+def _wire_size(payload: str | bytes) -> int:
+    if isinstance(payload, bytes) or payload.isascii():
+        return len(payload)
+    return len(payload.encode())
 
 
 def _parse(payload: str | bytes) -> Any:
