@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from backend.api.deps import AdminAuthRequired
 from backend.errors import InvalidRequest, PortalError, RequestTooLarge
+from backend.observability.safe_text import one_line
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
     ProviderAuthError,
@@ -97,6 +98,7 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     if isinstance(exc, AdminAuthRequired):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, ProviderError):
+        # exc.message is one line already (PortalError escapes it): upstream text cannot forge.
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)
     return _respond(request, {**exc.body(), "request_id": _request_id(request)}, status, headers)
 
@@ -137,7 +139,7 @@ async def http_error(request: Request, exc: Exception) -> JSONError:
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONError:
     """A bug: log it with its trace, show the client only a request id."""
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s", one_line(request.url.path), exc_info=exc)
     return _respond(
         request,
         {
