@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(default=60, gt=0)
     rate_limit_window_seconds: float = Field(default=3600, gt=0)
     trusted_proxies: list[str] = Field(default_factory=list)
+    # IPv6 clients share one bucket per network of this prefix length (128: per address).
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=1, le=128)
 
     # Identity: the front end passes the signed-in user's email in this header.
     user_email_header: str = "X-User-Email"

@@ -47,6 +47,7 @@ async def build_rate_limits(settings: Settings, specialists: SpecialistManager) 
         trusted_proxies=parse_networks(settings.trusted_proxies),
         fail_open=settings.rate_limit_fail_open,
         backend=name,
+        ipv6_prefix=settings.rate_limit_ipv6_prefix,
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from backend.ratelimit.base import BackendUnavailable, Bucket, RateDecision, RateLimiter
-from backend.ratelimit.keys import Network, client_ip
+from backend.ratelimit.keys import Network, client_ip, client_key
 from backend.ratelimit.policy import RatePolicy
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,14 @@ class RateLimits:
         trusted_proxies: Sequence[Network] = (),
         fail_open: bool = True,
         backend: str = "memory",
+        ipv6_prefix: int = 64,
     ) -> None:
         self.limiter = limiter
         self.policy = policy
         self.trusted_proxies = tuple(trusted_proxies)
         self.fail_open = fail_open
         self.backend = backend
+        self.ipv6_prefix = ipv6_prefix
         self.stats = RateLimitStats()
         self._outage_counted = 0  # requests decided without the store in the current outage
 
@@ -61,8 +63,9 @@ class RateLimits:
         return self.policy.needs_specialist
 
     def client_ip(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
-        """The client's address, believing X-Forwarded-For only from trusted proxies."""
-        return client_ip(peer, forwarded_for, self.trusted_proxies)
+        """The client's key: its address, believing X-Forwarded-For only from trusted
+        proxies, with an IPv6 address widened to its RATE_LIMIT_IPV6_PREFIX network."""
+        return client_key(client_ip(peer, forwarded_for, self.trusted_proxies), self.ipv6_prefix)
 
     async def decide(
         self,
