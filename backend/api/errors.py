@@ -27,6 +27,7 @@ from backend.providers.errors import (
     ProviderUnavailable,
 )
 from backend.ratelimit.base import RateLimiterUnavailable, RateLimitExceeded
+from backend.ratelimit.failures import AuthThrottled
 from backend.resilience.breaker import CircuitOpen
 from backend.resilience.disconnect import ClientDisconnected
 from backend.specialists.manager import SpecialistNotFound
@@ -51,6 +52,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
+    (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),
     (ProviderNotConfigured, 503),
     # nginx's "client closed request": logged only, since nobody is there to read it.
@@ -93,7 +95,8 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     assert isinstance(exc, PortalError)
     status = status_for(exc)
     headers: dict[str, str] = {}
-    if isinstance(exc, (ProviderRateLimited, CircuitOpen)) and exc.retry_after is not None:
+    waits = (ProviderRateLimited, CircuitOpen, AuthThrottled)
+    if isinstance(exc, waits) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, AdminAuthRequired):
         headers["WWW-Authenticate"] = "Bearer"

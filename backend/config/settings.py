@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     usage_retry_max_seconds: float = Field(default=30.0, gt=0)
     # Bearer token for /usage/*; unset, those endpoints answer 404.
     admin_token: SecretStr | None = None
+    # This many failed admin authentications from one client within the window, and it
+    # gets 429 (right token or not) until the oldest of them is out of the window.
+    admin_auth_max_failures: int = Field(default=10, ge=1, le=1000)
+    admin_auth_window_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("admin_token", mode="before")
     @classmethod

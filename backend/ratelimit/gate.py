@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from backend.ratelimit.base import BackendUnavailable, Bucket, RateDecision, RateLimiter
+from backend.ratelimit.failures import FailureThrottle
 from backend.ratelimit.keys import Network, client_ip, client_key
 from backend.ratelimit.policy import RatePolicy
 
@@ -47,6 +48,7 @@ class RateLimits:
         fail_open: bool = True,
         backend: str = "memory",
         ipv6_prefix: int = 64,
+        admin_failures: FailureThrottle | None = None,
     ) -> None:
         self.limiter = limiter
         self.policy = policy
@@ -54,6 +56,10 @@ class RateLimits:
         self.fail_open = fail_open
         self.backend = backend
         self.ipv6_prefix = ipv6_prefix
+        # Failed admin authentications per client key (require_admin), with the same keys.
+        self.admin_failures = (
+            FailureThrottle(10, 300.0) if admin_failures is None else admin_failures
+        )
         self.stats = RateLimitStats()
         self._outage_counted = 0  # requests decided without the store in the current outage
 
