@@ -34,6 +34,7 @@ from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
 from backend.routes import chat, health, openai_compat, specialists, usage, ws
 from backend.specialists.manager import SpecialistManager
+from backend.usage.identity import with_hash_key
 from backend.usage.recorder import UsageRecorder
 
 log = logging.getLogger("backend")
@@ -61,6 +62,7 @@ def load_settings() -> Settings:
 
 async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
+    settings = with_hash_key(settings)  # USER_HASH_SECRET, or the generated key file's
     specialists = SpecialistManager.from_file(settings.specialists_file)
     check_aliases(settings.model_aliases, specialists)
     resilience = Resilience.from_settings(settings)
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
+        app.state.settings = app.state.services.settings  # with the user-hash key resolved
         # Everything built so far lives as long as the process: move it out of the collector's
         # way, so the collections that requests trigger no longer walk the whole heap
         # (the price table, the ORM, the app) every time.
