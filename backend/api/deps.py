@@ -213,7 +213,7 @@ async def require_admin(request: Request, settings: SettingsDep) -> None:
         failures = gate.admin_failures.failed(client)
         log.warning(  # never the guessed value: it may be a near-miss of the real token
             "admin authentication failed from %s on %s (%d of %d in %g s)", one_line(client),
-            request.url.path, failures, gate.admin_failures.max_failures,
+            one_line(request.url.path), failures, gate.admin_failures.max_failures,
             gate.admin_failures.window_seconds,
         )
         raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
