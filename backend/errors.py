@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from backend.observability.safe_text import one_line
+
 
 class PortalError(Exception):
     """Base of every error the service raises on purpose.
 
     `code` is the stable machine-readable name clients see; `message` is safe to show
-    (never a key, a raw upstream body or a stack trace).
+    (never a key, a raw upstream body or a stack trace) and always one line: upstream text
+    in it has its control characters escaped, so it cannot forge a log line.
     """
 
     code = "internal_error"
 
     def __init__(self, message: str) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
 

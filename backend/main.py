@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as SourceError
 
@@ -35,6 +36,7 @@ from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
 from backend.routes import chat, health, openai_compat, specialists, usage, ws
 from backend.specialists.manager import SpecialistManager
+from backend.usage.identity import with_hash_key
 from backend.usage.recorder import UsageRecorder
 
 log = logging.getLogger("backend")
@@ -62,6 +64,7 @@ def load_settings() -> Settings:
 
 async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
+    settings = with_hash_key(settings)  # USER_HASH_SECRET, or the generated key file's
     specialists = SpecialistManager.from_file(settings.specialists_file)
     check_aliases(settings.model_aliases, specialists)
     resilience = Resilience.from_settings(settings)
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
+        app.state.settings = app.state.services.settings  # with the user-hash key resolved
         # Everything built so far lives as long as the process: move it out of the collector's
         # way, so the collections that requests trigger no longer walk the whole heap
         # (the price table, the ORM, the app) every time.
@@ -135,11 +139,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await close_services(app.state.services)
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files this app serves (fastapi-offline
+    # ships them), not from a public CDN; the validator badge would call out, so it is off.
+    app = FastAPIOffline(
         title="AI Portal Backend",
         version="2.0.0",
         description="Chat with the portal's specialists over REST and Server-Sent Events.",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     # Read by SettingsDep. Not a dependency override: while any is set, FastAPI rebuilds
     # every dependency's signature analysis on every request (over 10 % of /chat/send's CPU).
@@ -176,7 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(specialists.router)
     app.include_router(health.router)
-    app.include_router(usage.router)
+    # Absent from the schema while they answer 404 as if absent (ADMIN_TOKEN unset).
+    app.include_router(usage.router, include_in_schema=settings.admin_token is not None)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,12 +20,15 @@ from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
 from backend.frontdoor.connections import ClientConnections
+from backend.observability.safe_text import one_line
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
 from backend.specialists.manager import SpecialistManager
 from backend.usage.identity import hash_email
 from backend.usage.recorder import UsageRecorder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +217,24 @@ class AdminAuthRequired(PortalError):
 
 
 async def require_admin(request: Request, settings: SettingsDep) -> None:
-    """Admin endpoints: 404 while ADMIN_TOKEN is unset (as if absent), 401 without the token."""
+    """Admin endpoints: 404 while ADMIN_TOKEN is unset (as if absent), 401 without the token,
+    429 for a client with too many recent failures (the token is not even compared then)."""
     if settings.admin_token is None:
         raise StarletteHTTPException(404, "Not Found")
+    gate = get_services(request).rate_limits
+    client = gate.client_ip(
+        request.client.host if request.client else None, request.headers.getlist("x-forwarded-for")
+    )
+    gate.admin_failures.check(client)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     expected = settings.admin_token.get_secret_value().encode()
     # Constant-time, so the token can't be guessed byte by byte from response times.
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        failures = gate.admin_failures.failed(client)
+        log.warning(  # never the guessed value: it may be a near-miss of the real token
+            "admin authentication failed from %s on %s (%d of %d in %g s)", one_line(client),
+            one_line(request.url.path), failures, gate.admin_failures.max_failures,
+            gate.admin_failures.window_seconds,
+        )
         raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
+    gate.admin_failures.succeeded(client)

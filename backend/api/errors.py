@@ -20,6 +20,7 @@ from backend.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from backend.observability.safe_text import one_line
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
     ProviderAuthError,
@@ -32,6 +33,7 @@ from backend.providers.errors import (
     ProviderUnavailable,
 )
 from backend.ratelimit.base import RateLimiterUnavailable, RateLimitExceeded
+from backend.ratelimit.failures import AuthThrottled
 from backend.resilience.breaker import CircuitOpen
 from backend.resilience.disconnect import ClientDisconnected
 from backend.specialists.manager import SpecialistNotFound
@@ -58,6 +60,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
+    (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),
     (ProviderNotConfigured, 503),
     # nginx's "client closed request": logged only, since nobody is there to read it.
@@ -123,11 +126,13 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     assert isinstance(exc, PortalError)
     status = status_for(exc)
     headers: dict[str, str] = {}
-    if isinstance(exc, (ProviderRateLimited, CircuitOpen)) and exc.retry_after is not None:
+    waits = (ProviderRateLimited, CircuitOpen, AuthThrottled)
+    if isinstance(exc, waits) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, AdminAuthRequired):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, ProviderError):
+        # exc.message is one line already (PortalError escapes it): upstream text cannot forge.
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)
     return _respond(request, {**exc.body(), "request_id": _request_id(request)}, status, headers)
 
@@ -168,7 +173,7 @@ async def http_error(request: Request, exc: Exception) -> JSONError:
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONError:
     """A bug: log it with its trace, show the client only a request id."""
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s", one_line(request.url.path), exc_info=exc)
     return _respond(
         request,
         {

@@ -19,10 +19,6 @@ DEFAULT_SPECIALISTS_FILE = (
 # The four per-attempt bounds PROVIDER_TIMEOUTS may set for one provider.
 TimeoutName = Literal["connect", "first_token", "idle", "total"]
 
-# Used only when ENVIRONMENT=development and USER_HASH_SECRET is unset, so a fresh
-# clone runs; any other environment refuses to start without a real secret.
-DEV_USER_HASH_SECRET = "dev-only-user-hash-secret-change-me"
-
 
 class Settings(BaseSettings):
     """Every setting of the service; see `.env.example` for one line of documentation each."""
@@ -75,10 +71,14 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(default=60, gt=0)
     rate_limit_window_seconds: float = Field(default=3600, gt=0)
     trusted_proxies: list[str] = Field(default_factory=list)
+    # IPv6 clients share one bucket per network of this prefix length (128: per address).
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=1, le=128)
 
     # Identity: the front end passes the signed-in user's email in this header.
     user_email_header: str = "X-User-Email"
     user_hash_secret: SecretStr | None = None
+    # Development without USER_HASH_SECRET: a random key generated on first start, kept here.
+    user_hash_secret_file: Path = Path("./var/user-hash-secret")
 
     # CORS.
     allowed_origins: list[str] = Field(
@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     usage_retry_max_seconds: float = Field(default=30.0, gt=0)
     # Bearer token for /usage/*; unset, those endpoints answer 404.
     admin_token: SecretStr | None = None
+    # This many failed admin authentications from one client within the window, and it
+    # gets 429 (right token or not) until the oldest of them is out of the window.
+    admin_auth_max_failures: int = Field(default=10, ge=1, le=1000)
+    admin_auth_window_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("admin_token", mode="before")
     @classmethod
@@ -126,7 +130,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_backend", "redis_url", "rate_limit_user_requests",
-        "rate_limit_user_window_seconds", "max_request_bytes", mode="before",
+        "rate_limit_user_window_seconds", "max_request_bytes", "user_hash_secret",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -191,6 +196,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment != "development" and not self.user_hash_secret:
+            # One key for every host and worker: a generated file per host would split users.
             raise ValueError(
                 "USER_HASH_SECRET must be set when ENVIRONMENT is not development"
             )
@@ -208,9 +214,10 @@ class Settings(BaseSettings):
         return 12 * self.max_total_chars + 64 * 1024
 
     def hash_secret(self) -> bytes:
-        """The HMAC key for user identities (a fixed dev key only in development)."""
-        secret = self.user_hash_secret.get_secret_value() if self.user_hash_secret else ""
-        return (secret or DEV_USER_HASH_SECRET).encode()
+        """The HMAC key for user identities (start-up fills it in: `with_hash_key`)."""
+        if self.user_hash_secret is None or not self.user_hash_secret.get_secret_value():
+            raise RuntimeError("no user-hash key: settings must pass through with_hash_key")
+        return self.user_hash_secret.get_secret_value().encode()
 
 
 @lru_cache

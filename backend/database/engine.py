@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 from sqlalchemy import event
@@ -46,8 +48,20 @@ def make_engine(url: str, *, connect_timeout: float = 5.0, **kwargs: Any) -> Asy
         target, connect_args=connect_args, pool_pre_ping=True, **kwargs
     )
     if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    # The file holds user hashes and spend: readable by its owner only, like the spool.
+    # SQLite gives its -wal and -shm files the database file's mode, so they follow.
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # An existing file keeps the mode its owner gave it; a missing folder is reported by
+    # the first connection, naming the file.
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

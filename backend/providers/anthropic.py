@@ -208,7 +208,8 @@ def _stream_error(provider: str, error: Any) -> ProviderError:
     # The HTTP status was already 200, so the error body's `type` is all we have to go on.
     error = error if isinstance(error, dict) else {"message": str(error)}
     kind = str(error.get("type") or "api_error")
-    message = f"{provider} stream error ({kind}): {redact(str(error.get('message', '')))}"
+    text = redact(str(error.get("message", "")))
+    message = f"{provider} stream error ({redact(kind)[:64]}): {text}"
     cls = _ERROR_TYPES.get(kind, ProviderUnavailable)
     if cls is ProviderRateLimited:
         return ProviderRateLimited(message, provider=provider, status=None)

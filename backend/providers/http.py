@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from backend.observability.safe_text import one_line
 from backend.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
@@ -67,8 +68,9 @@ class Timeouts:
 
 
 def redact(text: str) -> str:
-    """Remove key-like strings and bound the length of a message meant for clients and logs."""
-    return _KEY_PATTERN.sub("[redacted]", text)[:_MAX_MESSAGE]
+    """Remove key-like strings and control characters, and bound the length of a message
+    meant for clients and logs."""
+    return one_line(_KEY_PATTERN.sub("[redacted]", text))[:_MAX_MESSAGE]
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

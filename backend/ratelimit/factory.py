@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from backend.config.settings import Settings
 from backend.ratelimit.base import RateLimiter
+from backend.ratelimit.failures import FailureThrottle
 from backend.ratelimit.gate import RateLimits
 from backend.ratelimit.keys import parse_networks
 from backend.ratelimit.memory import MemoryRateLimiter
@@ -47,6 +48,10 @@ async def build_rate_limits(settings: Settings, specialists: SpecialistManager) 
         trusted_proxies=parse_networks(settings.trusted_proxies),
         fail_open=settings.rate_limit_fail_open,
         backend=name,
+        ipv6_prefix=settings.rate_limit_ipv6_prefix,
+        admin_failures=FailureThrottle(
+            settings.admin_auth_max_failures, settings.admin_auth_window_seconds
+        ),
     )
 
 

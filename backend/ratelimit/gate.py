@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from backend.ratelimit.base import BackendUnavailable, Bucket, RateDecision, RateLimiter
-from backend.ratelimit.keys import Network, client_ip
+from backend.ratelimit.failures import FailureThrottle
+from backend.ratelimit.keys import Network, client_ip, client_key
 from backend.ratelimit.policy import RatePolicy
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,19 @@ class RateLimits:
         trusted_proxies: Sequence[Network] = (),
         fail_open: bool = True,
         backend: str = "memory",
+        ipv6_prefix: int = 64,
+        admin_failures: FailureThrottle | None = None,
     ) -> None:
         self.limiter = limiter
         self.policy = policy
         self.trusted_proxies = tuple(trusted_proxies)
         self.fail_open = fail_open
         self.backend = backend
+        self.ipv6_prefix = ipv6_prefix
+        # Failed admin authentications per client key (require_admin), with the same keys.
+        self.admin_failures = (
+            FailureThrottle(10, 300.0) if admin_failures is None else admin_failures
+        )
         self.stats = RateLimitStats()
         self._outage_counted = 0  # requests decided without the store in the current outage
 
@@ -61,8 +69,9 @@ class RateLimits:
         return self.policy.needs_specialist
 
     def client_ip(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
-        """The client's address, believing X-Forwarded-For only from trusted proxies."""
-        return client_ip(peer, forwarded_for, self.trusted_proxies)
+        """The client's key: its address, believing X-Forwarded-For only from trusted
+        proxies, with an IPv6 address widened to its RATE_LIMIT_IPV6_PREFIX network."""
+        return client_key(client_ip(peer, forwarded_for, self.trusted_proxies), self.ipv6_prefix)
 
     async def decide(
         self,

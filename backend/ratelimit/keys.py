@@ -38,6 +38,23 @@ def client_ip(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[
     return host
 
 
+@functools.lru_cache(maxsize=4096)
+def client_key(client: str, ipv6_prefix: int = 64) -> str:
+    """The bucket key of a client address: an IPv6 one stands for its /`ipv6_prefix` network.
+
+    One subscriber usually gets a whole /64 (or more), so keyed per address an IPv6 client
+    could take a fresh bucket for every request. IPv4 addresses and non-address hops are
+    keys as they are; a prefix of 128 keys every IPv6 address on its own.
+    """
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if not isinstance(address, ipaddress.IPv6Address) or ipv6_prefix >= 128:
+        return client
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
+
+
 def _trusted(host: str, networks: Sequence[Network]) -> bool:
     try:
         address = ipaddress.ip_address(host)

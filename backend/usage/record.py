@@ -7,6 +7,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import String
+
+from backend.usage.table import usage_log
+
+# A string longer than its column (PostgreSQL refuses it, SQLite would keep it) is cut to
+# fit and ends in this marker, so a billable row is never refused for an upstream's model
+# name; columns too short for it end in the ellipsis alone.
+TRUNCATED = "…[truncated]"
+SHORT_TRUNCATED = "…"
+# PostgreSQL refuses a NUL in text (SQLSTATE 22021) whatever its length: it is replaced.
+_NUL, _REPLACEMENT = "\x00", "\ufffd"
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text` without NULs and at most `limit` characters, marked visibly when it was cut."""
+    text = text.replace(_NUL, _REPLACEMENT)
+    if len(text) <= limit:
+        return text
+    marker = TRUNCATED if limit >= 4 * len(TRUNCATED) else SHORT_TRUNCATED
+    return text[: limit - len(marker)] + marker
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +53,13 @@ class UsageRecord:
     prompt_hash: str | None = None
     rate_limit_key_kind: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every path to the table (a new record, a spool replay) builds one of these.
+        for name, limit in STRING_LIMITS:
+            value = getattr(self, name)
+            if value is not None and (len(value) > limit or _NUL in value):
+                object.__setattr__(self, name, bounded(value, limit))
+
     def row(self) -> dict[str, Any]:
         """The record as a column-name mapping for an INSERT."""
         # Not dataclasses.asdict: it deep-copies every value, and was most of a batch's cost.
@@ -54,3 +81,9 @@ class UsageRecord:
 
 # The record's fields, in order: each one is a column of `usage_log` of the same name.
 FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
+# Each string column's length, from the table definition (String(200) and so on).
+STRING_LIMITS: tuple[tuple[str, int], ...] = tuple(
+    (column.name, column.type.length)
+    for column in usage_log.columns
+    if isinstance(column.type, String) and column.type.length
+)

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.config.settings import Settings
+from backend.observability.safe_text import one_line
 from backend.usage.record import UsageRecord
 from backend.usage.spool import Segment, Spool
 from backend.usage.store import insert_batch, is_row_error
@@ -326,7 +327,8 @@ class UsageRecorder:
 
     def _reject(self, lines: list[bytes], reason: str) -> None:
         self.counters.rejected += len(lines)
-        log.error("database refused %d usage record(s): %s", len(lines), reason)
+        # The database's reason may quote the refused value, which an upstream chose.
+        log.error("database refused %d usage record(s): %s", len(lines), one_line(reason))
         self._spool.reject(lines, reason)
 
     def _failed(self, exc: BaseException) -> None:

