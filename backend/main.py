@@ -21,6 +21,9 @@ from pydantic_settings import SettingsError as SourceError
 from backend.api import errors
 from backend.api.context import RequestContextMiddleware
 from backend.api.deps import Services
+from backend.auth.apikeys import ApiKeys
+from backend.auth.authenticator import build_authenticator
+from backend.auth.startup import start_auth
 from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
@@ -31,7 +34,17 @@ from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
-from backend.routes import chat, health, openai_compat, specialists, usage, ws
+from backend.routes import (
+    chat,
+    health,
+    keys,
+    me,
+    openai_compat,
+    ready,
+    specialists,
+    usage,
+    ws,
+)
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
 
@@ -93,6 +106,9 @@ async def build_services(settings: Settings) -> Services:
         ),
         resilience=resilience,
     )
+    auth = build_authenticator(
+        settings, session, ApiKeys(engine, settings.hash_secret())
+    )
     return Services(
         settings=settings,
         session=session,
@@ -102,6 +118,7 @@ async def build_services(settings: Settings) -> Services:
         recorder=recorder,
         rate_limits=rate_limits,
         chat=chat_service,
+        auth=auth,
     )
 
 
@@ -121,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
+        warm_up = start_auth(settings, app.state.services.auth)
         # Everything built so far lives as long as the process: move it out of the collector's
         # way, so the collections that requests trigger no longer walk the whole heap
         # (the price table, the ORM, the app) every time.
@@ -130,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            warm_up.cancel()
             await close_services(app.state.services)
 
     app = FastAPI(
@@ -161,6 +180,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
+    app.include_router(me.router)
+    app.include_router(keys.router)
+    app.include_router(ready.router)
     return app
 
 

@@ -32,6 +32,8 @@ class UsageRecord:
     specialist_version: int | None = None
     prompt_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    cost_center: str | None = None
+    auth_method: str | None = None  # none | header | jwt | api_key | admin_token
 
     def row(self) -> dict[str, Any]:
         """The record as a column-name mapping for an INSERT."""
