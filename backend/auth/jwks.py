@@ -195,21 +195,25 @@ class JWKSCache:
         async with self._lock:
             if self._generation != seen:
                 return  # another request refreshed (or failed to) while this one waited
-            self._generation += 1
-            self.fetches += 1
             try:
-                jwks, max_age = await self._source.fetch()
-                keys = parse_key_set(jwks)
-            except KeySetUnavailable as exc:
-                self.last_error = str(exc)
-                self._retry_at = self._clock() + FAILURE_BACKOFF_SECONDS
-                log.warning("JWKS refresh failed (%s); %s", exc,
-                            "serving the last keys" if self._loaded else "no keys yet")
-                return
-            now = self._clock()
-            # Honour the IdP's max-age, bounded by ours (and at least a minute, or ours).
-            age = self._max_age if max_age is None else min(max_age, self._max_age)
-            age = max(age, min(60.0, self._max_age))
-            self._keys, self._loaded, self.last_error = keys, True, None
-            self._fresh_until = now + age
-            self._retry_at = -math.inf
+                await self._fetch()
+            finally:
+                self._generation += 1  # bumped once done, so waiters see it and skip
+
+    async def _fetch(self) -> None:
+        self.fetches += 1
+        try:
+            jwks, max_age = await self._source.fetch()
+            keys = parse_key_set(jwks)
+        except KeySetUnavailable as exc:
+            self.last_error = str(exc)
+            self._retry_at = self._clock() + FAILURE_BACKOFF_SECONDS
+            log.warning("JWKS refresh failed (%s); %s", exc,
+                        "serving the last keys" if self._loaded else "no keys yet")
+            return
+        # Honour the IdP's max-age, bounded by ours (and at least a minute, or ours).
+        age = self._max_age if max_age is None else min(max_age, self._max_age)
+        age = max(age, min(60.0, self._max_age))
+        self._keys, self._loaded, self.last_error = keys, True, None
+        self._fresh_until = self._clock() + age
+        self._retry_at = -math.inf
