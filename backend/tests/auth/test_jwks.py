@@ -16,16 +16,7 @@ from backend.auth.tokens import ClaimMap, JWTVerifier
 from backend.tests.auth.conftest import bearer, jwt_settings
 from backend.tests.auth.idp import AUDIENCE, IdP, rsa_key
 from backend.tests.chat.conftest import SPECIALISTS
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from backend.tests.resilience.test_breaker import Clock
 
 
 @pytest.fixture
