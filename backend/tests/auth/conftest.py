@@ -10,8 +10,9 @@ import pytest
 from backend.tests.auth import idp as idp_module
 from backend.tests.auth.idp import AUDIENCE, IdP
 from backend.tests.chat.conftest import Portal, portal_factory
+from backend.tests.usage.conftest import database_url
 
-__all__ = ["portal_factory"]
+__all__ = ["database_url", "portal_factory"]
 
 RESTRICTED = "77777777-7777-4777-8777-777777777777"
 ADMIN_GROUP = "portal-admins"

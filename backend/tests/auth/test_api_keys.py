@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -18,18 +16,7 @@ from backend.database.engine import make_engine
 from backend.tests.auth.conftest import ADMIN_GROUP, bearer, jwt_settings
 from backend.tests.auth.idp import IdP
 from backend.tests.chat.conftest import SPECIALISTS, Portal
-from backend.tests.support import postgres_database
 from backend.tests.transports.conftest import usage_rows
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database of each kind for the portal."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keys.db'}"
-        return
-    async with postgres_database() as url:
-        yield url
 
 
 async def _every_stored_text(database_url: str) -> str:
