@@ -31,6 +31,7 @@ def may_use(identity: Identity, thing: Restricted) -> bool:
 
 
 def may_mint_keys(identity: Identity) -> bool:
-    """A signed-in user may mint API keys, but a key may not mint more (a leaked key would
-    otherwise outlive its own revocation)."""
-    return identity.signed_in and identity.method != "api_key"
+    """Only a user proved by a token or a trusted front end may mint API keys: not a key (a
+    leaked one would outlive its own revocation), and not AUTH_MODE=none's believed header
+    (a key minted for anyone's email would still act as them after a switch to jwt)."""
+    return identity.signed_in and identity.method in ("jwt", "header")

@@ -67,7 +67,10 @@ def _info(info: ApiKeyInfo) -> KeyInfo:
 async def create_key(body: NewKey, identity: IdentityDep, services: ServicesDep) -> CreatedKey:
     """Mint a key acting as the caller, with the caller's groups as of now."""
     if not may_mint_keys(identity):
-        raise Forbidden("API keys are minted by a signed-in user, not by another key")
+        raise Forbidden(
+            "API keys are minted by a user signed in with a token or through a trusted front "
+            "end, not by another key nor under AUTH_MODE=none"
+        )
     info, key = await services.auth.api_keys.create(
         identity, name=body.name, expires_at=body.expires_at
     )

@@ -80,7 +80,7 @@ ATTACKS: dict[str, tuple[Callable[[IdP], dict[str, str]], str]] = {
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 async def test_every_attack_is_a_401_and_nothing_goes_upstream(
-    attack: str, idp: IdP, jwt_portal: Portal
+    attack: str, idp: IdP, jwt_portal: Portal, caplog: pytest.LogCaptureFixture
 ) -> None:
     make, code = ATTACKS[attack]
     headers = make(idp)
@@ -93,8 +93,9 @@ async def test_every_attack_is_a_401_and_nothing_goes_upstream(
     if code != "token_missing":
         assert 'error="invalid_token"' in challenge and "error_description=" in challenge
     token = headers.get("Authorization", "").partition(" ")[2]
-    if token:  # never echoed back, not even in part
+    if token:  # never echoed back nor logged, not even in part
         assert token[-20:] not in response.text and token[-20:] not in challenge
+        assert token[-20:] not in caplog.text
     assert jwt_portal.fakes["openai"].requests == []
     assert await usage_rows(jwt_portal, 0, settle=0.1) == []
 
@@ -167,3 +168,33 @@ async def test_open_endpoints_stay_open_and_the_rest_need_a_token(jwt_portal: Po
         "model": SPECIALISTS["openai"], "messages": [{"role": "user", "content": "hi"}]})
     assert v1.status_code == 401 and v1.json()["error"]["code"] == "token_missing"
     assert jwt_portal.fakes["openai"].requests == []
+
+
+async def test_the_user_bucket_is_the_verified_identity_not_a_header(
+    idp: IdP, portal_factory: Any
+) -> None:
+    portal = await portal_factory(**jwt_settings(idp), rate_limit_user_requests=1)
+    alice = bearer(idp.token(sub="alice", email="alice@example.com"))
+    bob = bearer(idp.token(sub="bob", email="bob@example.com"))
+    first = await portal.client.post("/chat/send", json=CHAT, headers=alice)
+    assert first.status_code == 200
+    # A header naming someone else changes nothing: the token decides the bucket.
+    spoofed = await portal.client.post(
+        "/chat/send", json=CHAT, headers={**alice, "X-User-Email": "bob@example.com"})
+    assert spoofed.status_code == 429
+    assert (await portal.client.post("/chat/send", json=CHAT, headers=bob)).status_code == 200
+    rows = await usage_rows(portal, 2)
+    assert {r["user_email_hash"] for r in rows} == {
+        hash_email(b"test-secret", "alice@example.com"),
+        hash_email(b"test-secret", "bob@example.com"),
+    }
+
+
+async def test_none_mode_warns_at_start_up_and_mints_no_keys(
+    portal_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    portal = await portal_factory()
+    assert "AUTH_MODE=none" in caplog.text
+    minted = await portal.client.post(
+        "/keys", json={"name": "x"}, headers={"X-User-Email": "ceo@example.com"})
+    assert minted.status_code == 403 and minted.json()["error"] == "forbidden"
