@@ -30,6 +30,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from backend.api.deps import Services, request_context, take_rate_limit_token
 from backend.api.errors import problems, status_for
+from backend.auth.errors import TokenInvalid
 from backend.auth.identity import Identity
 from backend.auth.socket import auth_token, authenticate_socket, close_at_expiry
 from backend.chat.schemas import ChatRequest
@@ -144,9 +145,12 @@ class ChatSocket:
     async def _reauthenticate(self, token: object) -> None:
         # {"type": "auth", "token": ...} mid-session: a fresh token before the old expires.
         try:
-            self._identity = await self._services.auth.identify(
+            identity = await self._services.auth.identify(
                 self._ws, token=token if isinstance(token, str) else ""
             )
+            if identity.user_hash != self._identity.user_hash:
+                raise TokenInvalid("a refreshed token must be for the same user")
+            self._identity = identity
         except PortalError as exc:
             await self._refuse(exc)
             return

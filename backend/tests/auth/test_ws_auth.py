@@ -88,3 +88,19 @@ async def test_an_expiring_token_closes_the_socket_unless_refreshed(
     assert error["error"] == "token_expired" and "expired" in error["message"]
     assert (code, reason) == (1008, "token_expired")
     assert time.monotonic() - started < 5
+
+
+async def test_a_refresh_for_another_user_or_a_bad_header_token_closes_the_socket(
+    idp: IdP, jwt_portal: Portal
+) -> None:
+    async with connect(ws_url(jwt_portal)) as ws:
+        await ws.send(_auth(idp.token(sub="alice", email="alice@example.com")))
+        await ws.send(_auth(idp.token(sub="mallory", email="mallory@example.com")))
+        error = await receive(ws)
+        code, _ = await _closed(ws)
+    assert (error["error"], error["status"], code) == ("token_invalid", 401, 1008)
+    async with connect(ws_url(jwt_portal), additional_headers=bearer("not.a.jwt")) as ws:
+        error = await receive(ws)
+        code, _ = await _closed(ws)
+    assert (error["error"], code) == ("token_invalid", 1008)
+    assert jwt_portal.fakes["openai"].requests == []
