@@ -156,3 +156,48 @@ async def test_the_portal_with_its_idp_down_answers_503_and_ready_says_so(
     )
     assert response.status_code == 503 and response.json()["error"] == "auth_unavailable"
     assert portal.fakes["openai"].requests == []
+
+
+async def test_a_jwks_url_needs_no_discovery_and_a_foreign_discovery_is_refused(
+    idp: IdP, session: aiohttp.ClientSession
+) -> None:
+    direct = JWKSCache(HttpKeySource(session, timeout=2, jwks_url=f"{idp.url}/jwks"),
+                       max_age=600, stale_seconds=0)
+    assert (await direct.key(idp.keys[0].kid)).kid == idp.keys[0].kid
+    assert idp.discovery_fetches == 0
+    # Discovery for an issuer the document does not name: no keys, so 503, not a bypass.
+    foreign = JWKSCache(HttpKeySource(session, timeout=2, issuer=f"{idp.url}/other"),
+                        max_age=600, stale_seconds=0)
+    with pytest.raises(AuthUnavailable):
+        await foreign.key(idp.keys[0].kid)
+
+
+@pytest.mark.parametrize("algorithm", ["PS256", "EdDSA", "ES256"])
+async def test_pinned_algorithms_must_fit_the_key(idp: IdP, algorithm: str) -> None:
+    import json
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+    private: Any
+    if algorithm == "PS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    elif algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+        jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
+    else:
+        private = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(ECAlgorithm.to_jwk(private.public_key()))
+    jwk["kid"] = "k"
+    keys = JWKSCache(StaticKeySource({"keys": [jwk]}), max_age=600, stale_seconds=0)
+
+    def check(pinned: list[str]) -> JWTVerifier:
+        return JWTVerifier(keys=keys, hs256_secret=None, algorithms=pinned, issuer=idp.issuer,
+                           audience=AUDIENCE, leeway=0, claims=ClaimMap(), hash_secret=b"k")
+
+    token = pyjwt.encode(idp.claims(), private, algorithm=algorithm, headers={"kid": "k"})
+    assert (await check([algorithm]).verify(token)).user_id == "user-123"
+    with pytest.raises(TokenInvalid):  # a key that fits, but an algorithm not pinned
+        await check(["RS256"]).verify(token)
