@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from backend.config.settings import get_settings
 from backend.database.engine import async_url, make_engine
+import backend.auth.table  # noqa: F401  (declares api_keys on the same metadata)
 from backend.usage.table import metadata
 
 config = context.config

@@ -22,6 +22,9 @@ from pydantic_settings import SettingsError as SourceError
 from backend.api import errors
 from backend.api.context import RequestContextMiddleware
 from backend.api.deps import Services
+from backend.auth.apikeys import ApiKeys
+from backend.auth.authenticator import build_authenticator
+from backend.auth.startup import start_auth
 from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
@@ -34,7 +37,17 @@ from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
-from backend.routes import chat, health, openai_compat, specialists, usage, ws
+from backend.routes import (
+    chat,
+    health,
+    keys,
+    me,
+    openai_compat,
+    ready,
+    specialists,
+    usage,
+    ws,
+)
 from backend.specialists.manager import SpecialistManager
 from backend.usage.identity import with_hash_key
 from backend.usage.recorder import UsageRecorder
@@ -98,6 +111,9 @@ async def build_services(settings: Settings) -> Services:
         ),
         resilience=resilience,
     )
+    auth = build_authenticator(
+        settings, session, ApiKeys(engine, settings.hash_secret())
+    )
     return Services(
         settings=settings,
         session=session,
@@ -108,6 +124,7 @@ async def build_services(settings: Settings) -> Services:
         rate_limits=rate_limits,
         chat=chat_service,
         ws_clients=ClientConnections(settings.ws_max_connections_per_client),
+        auth=auth,
     )
 
 
@@ -128,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
         app.state.settings = app.state.services.settings  # with the user-hash key resolved
+        warm_up = start_auth(settings, app.state.services.auth)
         # Everything built so far lives as long as the process: move it out of the collector's
         # way, so the collections that requests trigger no longer walk the whole heap
         # (the price table, the ORM, the app) every time.
@@ -137,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            warm_up.cancel()
             await close_services(app.state.services)
 
     # /docs and /redoc load Swagger UI and ReDoc from files this app serves (fastapi-offline
@@ -183,10 +202,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(specialists.router)
     app.include_router(health.router)
-    # Absent from the schema while they answer 404 as if absent (ADMIN_TOKEN unset).
-    app.include_router(usage.router, include_in_schema=settings.admin_token is not None)
+    # Listed only while some admin can exist (they answer 404 otherwise, as if absent).
+    admins_exist = settings.admin_token is not None or (
+        bool(settings.admin_groups) and settings.effective_auth_mode() != "none"
+    )
+    app.include_router(usage.router, include_in_schema=admins_exist)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
+    app.include_router(me.router)
+    app.include_router(keys.router)
+    app.include_router(ready.router)
     return app
 
 

@@ -114,7 +114,8 @@ def portal_rps(backend: str, redis_url: str | None, args: argparse.Namespace) ->
     with tempfile.TemporaryDirectory(prefix="bench-ratelimit-") as tmp:
         port = free_port()
         settings = {
-            "ENVIRONMENT": "test", "USER_HASH_SECRET": "bench-secret", "LOG_LEVEL": "WARNING",
+            "ENVIRONMENT": "test", "AUTH_MODE": "none", "USER_HASH_SECRET": "bench-secret",
+            "LOG_LEVEL": "WARNING",
             "DATABASE_URL": f"sqlite:///{Path(tmp) / 'usage.db'}",
             "USAGE_SPOOL_DIR": str(Path(tmp) / "spool"),
             "RATE_LIMIT_REQUESTS": str(HUGE), "RATE_LIMIT_BACKEND": backend,

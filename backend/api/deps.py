@@ -16,6 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from backend.auth.authenticator import Authenticator, bearer_token
+from backend.auth.errors import AuthError, Forbidden
+from backend.auth.identity import Identity
+from backend.auth.policy import is_admin
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
@@ -25,7 +29,6 @@ from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
 from backend.specialists.manager import SpecialistManager
-from backend.usage.identity import hash_email
 from backend.usage.recorder import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -44,9 +47,10 @@ class Services:
     rate_limits: RateLimits
     chat: ChatService
     ws_clients: ClientConnections  # open WebSockets per client address
+    auth: Authenticator
 
 
-def get_services(request: Request) -> Services:
+def get_services(request: HTTPConnection) -> Services:
     """The app's services (built by the lifespan)."""
     services: Services = request.app.state.services
     return services
@@ -68,28 +72,32 @@ ServicesDep = Annotated[Services, Depends(_services)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
-def user_email_hash(request: HTTPConnection, services: Services) -> str | None:
-    """The keyed hash of the user header's email, or None when the front end sent none."""
-    email = request.headers.get(services.settings.user_email_header)
-    if not email or not email.strip():
-        return None
-    return hash_email(services.settings.hash_secret(), email)
+async def identify(connection: HTTPConnection) -> Identity:
+    """The caller's identity, resolved once per request (STYLE 13) and kept on its state."""
+    identity: Identity | None = getattr(connection.state, "identity", None)
+    if identity is None:
+        identity = await get_services(connection).auth.identify(connection)
+        connection.state.identity = identity
+    return identity
+
+
+IdentityDep = Annotated[Identity, Depends(identify)]
 
 
 async def take_rate_limit_token(
-    connection: HTTPConnection, services: Services, specialist_id: str | None = None
+    connection: HTTPConnection, services: Services, identity: Identity,
+    specialist_id: str | None = None,
 ) -> RateDecision:
     """Take one token for one chat request on any transport (HTTP or WebSocket message).
 
-    The decision is kept on the connection so every response, errors included, carries it;
-    the caller raises (or sends) `decision.refusal()` when there is one.
+    The user bucket is the verified identity's. The decision is kept on the connection so
+    every response, errors included, carries it; the caller raises (or sends)
+    `decision.refusal()` when there is one.
     """
-    user = user_email_hash(connection, services)
-    connection.state.user_email_hash = user
     decision = await services.rate_limits.decide(
         peer=connection.client.host if connection.client else None,
         forwarded_for=connection.headers.getlist("x-forwarded-for"),
-        user=user,
+        user=identity.user_hash,
         specialist=specialist_id,
     )
     connection.state.rate_limit = decision
@@ -118,16 +126,18 @@ async def specialist_in_body(request: Request, services: Services) -> str | None
 async def enforce_rate_limit(
     request: Request, services: Services, specialist_of: SpecialistOf = specialist_in_body
 ) -> RateDecision:
-    """Take this request's token (once), before its body is validated; 429/503 when refused.
+    """Identify the caller, then take this request's token (once), before its body is
+    validated; 401 when unidentified, 429/503 when refused.
 
     The body is only read for the specialist when some specialist has a limit of its own.
     """
     decision: RateDecision | None = getattr(request.state, "rate_limit", None)
     if decision is None:
+        identity = await identify(request)
         specialist = None
         if services.rate_limits.needs_specialist:
             specialist = await specialist_of(request, services)
-        decision = await take_rate_limit_token(request, services, specialist)
+        decision = await take_rate_limit_token(request, services, identity, specialist)
     refusal = decision.refusal()
     if refusal is not None:
         raise refusal
@@ -173,15 +183,15 @@ class RateLimitedRoute(APIRoute):
 
 
 def request_context(
-    connection: HTTPConnection, decision: RateDecision, *, request_id: str, received_at: float
+    identity: Identity, decision: RateDecision, *, request_id: str, received_at: float
 ) -> RequestContext:
-    """One chat request's context on any transport (a WebSocket builds one per message),
-    after `take_rate_limit_token` has identified the caller on `connection`."""
+    """One chat request's context on any transport (a WebSocket builds one per message)."""
     return RequestContext(
         request_id=request_id,
         received_at=received_at,
-        user_email_hash=connection.state.user_email_hash,
+        user_email_hash=identity.user_hash,
         rate_limit_key_kind=decision.key_kind,
+        identity=identity,
     )
 
 
@@ -201,7 +211,7 @@ async def chat_call(request: Request) -> ChatCall:
     """
     decision: RateDecision = request.state.rate_limit  # set by RateLimitedRoute
     context = request_context(
-        request, decision,
+        request.state.identity, decision,
         request_id=request.state.request_id, received_at=request.state.received_at,
     )
     return ChatCall(get_services(request), context)
@@ -216,25 +226,53 @@ class AdminAuthRequired(PortalError):
     code = "unauthorized"
 
 
-async def require_admin(request: Request, settings: SettingsDep) -> None:
-    """Admin endpoints: 404 while ADMIN_TOKEN is unset (as if absent), 401 without the token,
-    429 for a client with too many recent failures (the token is not even compared then)."""
+def _is_admin_token(request: Request, settings: Settings) -> bool:
     if settings.admin_token is None:
-        raise StarletteHTTPException(404, "Not Found")
-    gate = get_services(request).rate_limits
-    client = gate.client_ip(
-        request.client.host if request.client else None, request.headers.getlist("x-forwarded-for")
-    )
-    gate.admin_failures.check(client)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return False
+    try:
+        token = bearer_token(request)
+    except AuthError:
+        return False
     expected = settings.admin_token.get_secret_value().encode()
     # Constant-time, so the token can't be guessed byte by byte from response times.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        failures = gate.admin_failures.failed(client)
+    return token is not None and hmac.compare_digest(token.encode(), expected)
+
+
+async def require_admin(request: Request, settings: SettingsDep) -> Identity:
+    """Admin endpoints: ADMIN_TOKEN (break-glass), or a caller in ADMIN_GROUPS.
+
+    404 while neither can exist (as if absent); 401 without credentials, 403 for a known
+    caller who is not an admin; 429 for a client with too many recent failed
+    authentications (no credential is even checked then). In AUTH_MODE=none only
+    ADMIN_TOKEN counts.
+    """
+    services = get_services(request)
+    groups_count = bool(settings.admin_groups) and services.auth.required
+    if settings.admin_token is None and not groups_count:
+        raise StarletteHTTPException(404, "Not Found")
+    failures = services.rate_limits.admin_failures
+    client = services.rate_limits.client_ip(
+        request.client.host if request.client else None, request.headers.getlist("x-forwarded-for")
+    )
+    failures.check(client)
+    if _is_admin_token(request, settings):
+        failures.succeeded(client)
+        return Identity(method="admin_token")
+    try:
+        if not groups_count:
+            raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
+        identity = await identify(request)
+    except (AdminAuthRequired, AuthError):
+        count = failures.failed(client)
         log.warning(  # never the guessed value: it may be a near-miss of the real token
             "admin authentication failed from %s on %s (%d of %d in %g s)", one_line(client),
-            one_line(request.url.path), failures, gate.admin_failures.max_failures,
-            gate.admin_failures.window_seconds,
+            one_line(request.url.path), count, failures.max_failures, failures.window_seconds,
         )
-        raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
-    gate.admin_failures.succeeded(client)
+        raise
+    failures.succeeded(client)
+    if not is_admin(identity, settings.admin_groups):
+        raise Forbidden("this endpoint is for members of ADMIN_GROUPS")
+    return identity
+
+
+AdminDep = Annotated[Identity, Depends(require_admin)]

@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from backend.api.deps import AdminAuthRequired
+from backend.auth.apikeys import ApiKeyNotFound
+from backend.auth.errors import AuthError, AuthUnavailable, Forbidden
 from backend.errors import (
     BodyReadTimeout,
     InvalidRequest,
@@ -57,6 +59,10 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (BodyReadTimeout, 408),
     (UnsupportedMediaType, 415),
     (AdminAuthRequired, 401),
+    (AuthError, 401),
+    (Forbidden, 403),
+    (AuthUnavailable, 503),
+    (ApiKeyNotFound, 404),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
@@ -131,10 +137,24 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, AdminAuthRequired):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, AuthError):
+        headers["WWW-Authenticate"] = www_authenticate(exc)
     if isinstance(exc, ProviderError):
         # exc.message is one line already (PortalError escapes it): upstream text cannot forge.
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)
     return _respond(request, {**exc.body(), "request_id": _request_id(request)}, status, headers)
+
+
+def www_authenticate(exc: AuthError) -> str:
+    """RFC 6750's challenge: no error code when no credentials came, else invalid_token."""
+    if exc.bearer_error is None:
+        return 'Bearer realm="ai-portal"'
+    # The description is our fixed text (never the token); quotes would break the header.
+    description = exc.message.replace('"', "'")
+    return (
+        f'Bearer realm="ai-portal", error="{exc.bearer_error}", '
+        f'error_description="{description}"'
+    )
 
 
 def problems(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from backend.auth.errors import Forbidden
+from backend.auth.identity import Identity
+from backend.auth.policy import may_use
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
@@ -59,6 +62,8 @@ class RequestContext:
     received_at: float  # time.perf_counter() at receipt
     user_email_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    # Resolved once at the edge; None only where a caller has no identity (unit tests).
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,9 @@ class ChatService:
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
         specialist = self._specialists.get(body.specialist_id)
+        identity = context.identity
+        if identity is not None and not may_use(identity, specialist):
+            raise Forbidden("this specialist is restricted to some groups, not yours")
         _check_limits(body, self._limits)
         provider = self._providers.get(specialist.target)
         messages = tuple(Message(m.role, m.content) for m in body.conversation_history)
@@ -220,6 +228,8 @@ class ChatService:
             specialist_version=chat.specialist.version,
             prompt_hash=chat.specialist.prompt_hash,
             rate_limit_key_kind=context.rate_limit_key_kind,
+            cost_center=context.identity.cost_center if context.identity else None,
+            auth_method=context.identity.method if context.identity else None,
         )
         self._recorder.record(record)
         return record

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.config.auth import check_auth_settings
 from backend.ratelimit.policy import LimitOverride
 
 DEFAULT_SPECIALISTS_FILE = (
@@ -179,6 +180,44 @@ class Settings(BaseSettings):
     breaker_cool_down_seconds: float = Field(default=30.0, gt=0)
     sse_keepalive_seconds: float = Field(default=15.0, ge=0)
 
+    # Identity (docs/auth.md): who is asking, and how it was proved.
+    # none | header | jwt; unset means none in development and is refused elsewhere.
+    auth_mode: Literal["none", "header", "jwt"] | None = None
+    # header mode: CIDRs of front ends whose user headers are believed, or a shared secret
+    # they send in X-Frontend-Secret; the groups header is comma-separated.
+    trusted_frontends: list[str] = Field(default_factory=list)
+    frontend_shared_secret: SecretStr | None = None
+    user_groups_header: str = "X-User-Groups"
+    # jwt mode: exactly one key source (discovery, a JWKS URL, a static set, an HS256 secret).
+    oidc_issuer: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_static_jwks: dict[str, Any] | None = None
+    jwt_hs256_secret: SecretStr | None = None
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"]
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: float = Field(default=60.0, ge=0, le=600)
+    jwks_cache_seconds: float = Field(default=600.0, gt=0)
+    jwks_stale_seconds: float = Field(default=3600.0, ge=0)
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0)
+    jwt_user_claim: str = "sub"
+    jwt_email_claim: str = "email"
+    jwt_groups_claim: str = "groups"
+    jwt_cost_center_claim: str | None = None
+    # Members of any of these groups are admins (the /usage/* reports, /admin/*).
+    admin_groups: list[str] = Field(default_factory=list)
+
+    @field_validator(
+        "auth_mode", "oidc_issuer", "jwt_jwks_url", "jwt_issuer", "jwt_audience",
+        "jwt_cost_center_claim", "jwt_hs256_secret", "frontend_shared_secret",
+        "jwt_static_jwks", mode="before",
+    )
+    @classmethod
+    def _blank_auth_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("openai_base_url", "anthropic_base_url", "google_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -200,6 +239,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "USER_HASH_SECRET must be set when ENVIRONMENT is not development"
             )
+        check_auth_settings(self)
         return self
 
     def request_byte_cap(self) -> int:
@@ -212,6 +252,10 @@ class Settings(BaseSettings):
         if self.max_request_bytes is not None:
             return self.max_request_bytes
         return 12 * self.max_total_chars + 64 * 1024
+
+    def effective_auth_mode(self) -> Literal["none", "header", "jwt"]:
+        """AUTH_MODE, with unset meaning `none` (only allowed in development)."""
+        return self.auth_mode or "none"
 
     def hash_secret(self) -> bytes:
         """The HMAC key for user identities (start-up fills it in: `with_hash_key`)."""

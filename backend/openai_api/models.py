@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -45,9 +45,12 @@ def check_aliases(aliases: Mapping[str, UUID], specialists: SpecialistManager) -
             )
 
 
-def model_list(aliases: Mapping[str, UUID], specialists: SpecialistManager) -> dict[str, Any]:
-    """`GET /v1/models`: every enabled specialist by id, then every alias of an enabled one."""
-    enabled = {str(s.id): s for s in specialists.enabled()}
+def model_list(
+    aliases: Mapping[str, UUID], specialists: SpecialistManager,
+    visible: Callable[[Specialist], bool] = lambda _: True,
+) -> dict[str, Any]:
+    """`GET /v1/models`: every enabled (and `visible`) specialist by id, then their aliases."""
+    enabled = {str(s.id): s for s in specialists.enabled() if visible(s)}
     entries = [model_object(key, s) for key, s in enabled.items()]
     entries += [
         model_object(alias, enabled[str(target)])

@@ -3,8 +3,9 @@
 An OpenAI client (the official SDKs, LangChain, chat UIs) uses the portal by pointing its
 base URL at `<portal>/v1`; `model` is a specialist id or an alias from MODEL_ALIASES.
 The same chat service, limits, rate limiter and usage records apply as on /chat; errors
-come back in OpenAI's shape (see `backend/openai_api/errors.py`). Any API key is accepted:
-the portal has no client authentication of its own yet.
+come back in OpenAI's shape (see `backend/openai_api/errors.py`). The API key is the
+caller's credential under AUTH_MODE=jwt or header (a personal API key or a JWT); under
+AUTH_MODE=none any key is accepted, as before (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from starlette.responses import Response
 
 from backend.api.deps import (
     ChatCallDep,
+    IdentityDep,
     RateLimitedRoute,
     Services,
     ServicesDep,
     body_field,
 )
+from backend.auth.policy import may_use
 from backend.chat.sse import SSEResponse
 from backend.openai_api.models import ModelNotFound, model_list, model_object, resolve
 from backend.openai_api.responses import ChunkWriter, chunk_frames, completion_body
@@ -96,15 +99,21 @@ async def chat_completions(
 
 
 @router.get("/models")
-async def list_models(services: ServicesDep) -> dict[str, Any]:
-    """Every enabled specialist (by id) and every alias, as OpenAI's model list."""
-    return model_list(services.settings.model_aliases, services.specialists)
+async def list_models(services: ServicesDep, identity: IdentityDep) -> dict[str, Any]:
+    """Every enabled specialist the caller may use (by id) and its aliases, as OpenAI's list."""
+    return model_list(
+        services.settings.model_aliases, services.specialists, lambda s: may_use(identity, s)
+    )
 
 
 @router.get("/models/{model:path}", responses={404: _ERRORS[404]})
-async def retrieve_model(model: str, services: ServicesDep) -> dict[str, Any]:
+async def retrieve_model(
+    model: str, services: ServicesDep, identity: IdentityDep
+) -> dict[str, Any]:
     """One model of the list; 404 `model_not_found` for any other name."""
     specialist = resolve(model, services.settings.model_aliases, services.specialists)
+    if not may_use(identity, specialist):
+        raise ModelNotFound(model)
     return model_object(model, specialist)
 
 

@@ -1,6 +1,7 @@
 """GET /usage/summary, /usage/export and /usage/status: the admin's spend reports.
 
-Behind `Authorization: Bearer <ADMIN_TOKEN>`; while ADMIN_TOKEN is unset they answer 404.
+For admins: members of ADMIN_GROUPS, or `Authorization: Bearer <ADMIN_TOKEN>` (break-glass);
+while neither can exist they answer 404.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Depends(requir
 DEFAULT_RANGE = timedelta(days=30)
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong admin bearer token"},
-    404: {"model": ErrorBody, "description": "ADMIN_TOKEN is not set"},
+    403: {"model": ErrorBody, "description": "Signed in, but not in ADMIN_GROUPS"},
+    404: {"model": ErrorBody, "description": "Neither ADMIN_TOKEN nor ADMIN_GROUPS is set"},
     422: {"model": ErrorBody, "description": "Bad query parameters"},
 }
 
@@ -32,7 +34,8 @@ class SummaryGroup(BaseModel):
     """Totals of one group (or of all groups, for `totals`)."""
 
     key: str | None = Field(description="The day (YYYY-MM-DD, UTC), user hash, specialist id, "
-                            "model or provider; null for requests without one (anonymous users)")
+                            "model, provider or cost centre; null for requests without one "
+                            "(anonymous users, no cost centre claim)")
     label: str | None = Field(description="The specialist's name when grouping by specialist")
     requests: int
     failures: int
@@ -99,7 +102,8 @@ UsageQueryDep = Annotated[UsageQuery, Depends(usage_query)]
 async def summary(
     services: ServicesDep, query: UsageQueryDep, group_by: GroupBy = "day"
 ) -> UsageSummary:
-    """Requests, failures, tokens and cost per day, user hash, specialist, model or provider."""
+    """Requests, failures, tokens and cost per day, user hash, specialist, model, provider or
+    cost centre."""
     rows = await summarize(services.engine, query, group_by)
     return UsageSummary(
         start=query.start, end=query.end, group_by=group_by,

@@ -36,6 +36,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from backend.api.deps import Services, request_context, take_rate_limit_token
 from backend.api.errors import problems, status_for
+from backend.auth.errors import TokenInvalid
+from backend.auth.identity import Identity
+from backend.auth.socket import auth_token, authenticate_socket, close_at_expiry
 from backend.chat.schemas import ChatRequest
 from backend.chat.service import ChatStream, close_events
 from backend.chat.sse import error_data, final_chunk, text_chunk
@@ -77,7 +80,24 @@ async def chat_ws(websocket: WebSocket) -> None:
             await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
             return
         await websocket.accept()
-        await ChatSocket(websocket, services).serve()
+        try:
+            identity = await authenticate_socket(websocket, services.auth)
+        except PortalError as exc:
+            await refuse(websocket, exc)
+            return
+        except _Gone:
+            return
+        if identity is not None:
+            await ChatSocket(websocket, services, identity).serve()
+
+
+async def refuse(websocket: WebSocket, exc: PortalError) -> None:
+    """Tell the client why (an error message with its HTTP status), then close 1008."""
+    try:
+        await websocket.send_text(orjson.dumps(error_message(exc, uuid.uuid4().hex)).decode())
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=exc.code)
+    except _Gone:
+        pass
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
@@ -101,10 +121,12 @@ class _Incoming:
 class ChatSocket:
     """One accepted connection: a reader that queues messages, a worker that answers them."""
 
-    def __init__(self, websocket: WebSocket, services: Services) -> None:
+    def __init__(self, websocket: WebSocket, services: Services, identity: Identity) -> None:
         self._ws = websocket
         self._services = services
         settings = services.settings
+        self._identity = identity
+        self._expiry: asyncio.Task[None] | None = None
         self._inbox: asyncio.Queue[_Incoming] = asyncio.Queue(
             maxsize=settings.ws_max_pending_messages
         )
@@ -121,11 +143,43 @@ class ChatSocket:
         records the interaction as `client_disconnected`.
         """
         worker = asyncio.create_task(self._answer_in_order(), name="ws-chat-worker")
+        self._watch_expiry()
         try:
             await self._read()
         finally:
             worker.cancel()
+            if self._expiry is not None:
+                self._expiry.cancel()
             await asyncio.gather(worker, return_exceptions=True)
+
+    def _watch_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = None
+        if self._identity.expires_at is not None:
+            self._expiry = asyncio.create_task(
+                close_at_expiry(self._identity.expires_at, self._refuse),
+                name="ws-auth-expiry",
+            )
+
+    async def _refuse(self, exc: PortalError) -> None:
+        async with self._send_lock:
+            await refuse(self._ws, exc)
+
+    async def _reauthenticate(self, token: object) -> None:
+        # {"type": "auth", "token": ...} mid-session: a fresh token before the old expires.
+        try:
+            identity = await self._services.auth.identify(
+                self._ws, token=token if isinstance(token, str) else ""
+            )
+            if identity.user_hash != self._identity.user_hash:
+                raise TokenInvalid("a refreshed token must be for the same user")
+            self._identity = identity
+        except PortalError as exc:
+            await self._refuse(exc)
+            return
+        self._watch_expiry()
+        await self._send({"type": "auth", "ok": True, "expires_at": self._identity.expires_at})
 
     async def _read(self) -> None:
         # Reading goes on while an answer streams, so a disconnect is seen at once.
@@ -147,6 +201,13 @@ class ChatSocket:
                 # The server already refuses these (ws_max_size); this holds on any server.
                 await self._close(status.WS_1009_MESSAGE_TOO_BIG, "message too big")
                 return
+            token = auth_token(payload)
+            if token is not None:
+                try:
+                    await self._reauthenticate(token)
+                except _Gone:
+                    return
+                continue
             if not await self._enqueue(_Incoming(payload, size, time.perf_counter())):
                 return
 
@@ -211,7 +272,8 @@ class ChatSocket:
         specialist = data.get("specialist_id") if isinstance(data, dict) else None
         # One token per message, taken before the body is validated (as on HTTP).
         decision = await take_rate_limit_token(
-            self._ws, self._services, specialist if isinstance(specialist, str) else None
+            self._ws, self._services, self._identity,
+            specialist if isinstance(specialist, str) else None,
         )
         refusal = decision.refusal()
         if refusal is not None:
@@ -220,7 +282,7 @@ class ChatSocket:
             raise InvalidRequest("the message is not valid JSON")
         body = ChatRequest.model_validate(data)
         context = request_context(
-            self._ws, decision, request_id=request_id, received_at=incoming.received_at
+            self._identity, decision, request_id=request_id, received_at=incoming.received_at
         )
         chat = self._services.chat.prepare(body, context=context)
         await self._relay(await self._services.chat.open_stream(chat))

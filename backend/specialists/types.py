@@ -76,6 +76,8 @@ class Specialist(BaseModel):
     rate_limit: LimitOverride | None = None
     # Tried in order when this specialist's provider keeps failing (docs/resilience.md).
     fallbacks: tuple[Fallback, ...] = ()
+    # Groups whose members may use it (empty: every signed-in user); docs/auth.md.
+    allowed_groups: tuple[Annotated[str, Field(min_length=1)], ...] = ()
 
     @field_validator("provider")
     @classmethod

@@ -25,6 +25,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for one test: its own SQLite file, a test secret, no .env file."""
     values: dict[str, Any] = {
         "environment": "test",
+        "auth_mode": "none",  # outside development it must be explicit
         "user_hash_secret": "test-secret",
         "database_url": f"sqlite:///{tmp_path / 'usage.db'}",
         "auto_migrate": True,  # tests build their schema with the migrations, on any database

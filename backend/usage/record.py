@@ -52,6 +52,8 @@ class UsageRecord:
     specialist_version: int | None = None
     prompt_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    cost_center: str | None = None
+    auth_method: str | None = None  # none | header | jwt | api_key | admin_token
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.usage.table import COLUMNS, usage_log
 
-GroupBy = Literal["day", "user", "specialist", "model", "provider"]
-GROUPINGS: tuple[GroupBy, ...] = ("day", "user", "specialist", "model", "provider")
+GroupBy = Literal["day", "user", "specialist", "model", "provider", "cost_center"]
+GROUPINGS: tuple[GroupBy, ...] = (
+    "day", "user", "specialist", "model", "provider", "cost_center",
+)
 
 _c = usage_log.c
 
@@ -69,7 +71,7 @@ def _group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
         return func.substr(_c.timestamp, 1, 10)  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC
     column = {
         "user": _c.user_email_hash, "specialist": _c.specialist_id,
-        "model": _c.model, "provider": _c.provider,
+        "model": _c.model, "provider": _c.provider, "cost_center": _c.cost_center,
     }[group_by]
     return column
 

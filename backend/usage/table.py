@@ -54,6 +54,9 @@ usage_log = Table(
     Column("specialist_version", Integer, nullable=True),
     Column("prompt_hash", String(64), nullable=True),
     Column("rate_limit_key_kind", String(16), nullable=True),
+    # Who asked, as proved (migration 0003): the cost centre claim and how it was proved.
+    Column("cost_center", String(200), nullable=True),
+    Column("auth_method", String(16), nullable=True),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.

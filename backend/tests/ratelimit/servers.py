@@ -33,6 +33,7 @@ def server_env(tmp_path: Path, name: str, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(
         ENVIRONMENT="test",
+        AUTH_MODE="none",
         USER_HASH_SECRET="test-secret",
         DATABASE_URL=f"sqlite:///{tmp_path / f'{name}.db'}",
         USAGE_SPOOL_DIR=str(tmp_path / f"{name}-spool"),

@@ -1,0 +1,112 @@
+"""Personal API keys: POST/GET /keys, DELETE /keys/{id}; GET /admin/keys, DELETE /admin/keys/{id}.
+
+The key itself is in POST's answer only; afterwards nobody (the database included) has it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, field_validator
+
+from backend.api.deps import AdminDep, IdentityDep, ServicesDep
+from backend.auth.apikeys import ApiKeyInfo, ApiKeyNotFound
+from backend.auth.errors import Forbidden
+from backend.auth.policy import may_mint_keys
+
+router = APIRouter(tags=["api-keys"])
+
+
+class NewKey(BaseModel):
+    """POST /keys's body."""
+
+    name: str = Field(min_length=1, max_length=200)
+    expires_at: datetime | None = Field(default=None, description="ISO 8601; no zone means UTC")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        if value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
+
+
+class KeyInfo(BaseModel):
+    """A key as listed: never the key itself."""
+
+    id: str
+    prefix: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class OwnedKeyInfo(KeyInfo):
+    """A key as an admin lists it: with its owner's hash."""
+
+    owner_hash: str
+
+
+class CreatedKey(KeyInfo):
+    """POST /keys's answer: the only time the key is shown."""
+
+    key: str
+
+
+def _info(info: ApiKeyInfo) -> KeyInfo:
+    return KeyInfo(**{k: getattr(info, k) for k in KeyInfo.model_fields})
+
+
+@router.post("/keys", response_model=CreatedKey, status_code=201)
+async def create_key(body: NewKey, identity: IdentityDep, services: ServicesDep) -> CreatedKey:
+    """Mint a key acting as the caller, with the caller's groups as of now."""
+    if not may_mint_keys(identity):
+        raise Forbidden(
+            "API keys are minted by a user signed in with a token or through a trusted front "
+            "end, not by another key nor under AUTH_MODE=none"
+        )
+    info, key = await services.auth.api_keys.create(
+        identity, name=body.name, expires_at=body.expires_at
+    )
+    return CreatedKey(**_info(info).model_dump(), key=key)
+
+
+@router.get("/keys", response_model=list[KeyInfo])
+async def list_keys(identity: IdentityDep, services: ServicesDep) -> list[KeyInfo]:
+    """The caller's keys, newest first."""
+    if not identity.signed_in:
+        return []
+    return [_info(i) for i in await services.auth.api_keys.list(identity.user_hash)]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyInfo)
+async def revoke_key(key_id: str, identity: IdentityDep, services: ServicesDep) -> KeyInfo:
+    """Revoke one of the caller's keys (refused everywhere within seconds)."""
+    if not identity.signed_in:
+        raise ApiKeyNotFound("no such API key")
+    return await _revoke(services, key_id, identity.user_hash)
+
+
+@router.get("/admin/keys", response_model=list[OwnedKeyInfo])
+async def list_all_keys(admin: AdminDep, services: ServicesDep) -> list[OwnedKeyInfo]:
+    """Every key, for admins."""
+    return [
+        OwnedKeyInfo(**_info(i).model_dump(), owner_hash=i.owner_hash)
+        for i in await services.auth.api_keys.list(None)
+    ]
+
+
+@router.delete("/admin/keys/{key_id}", response_model=KeyInfo)
+async def revoke_any_key(key_id: str, admin: AdminDep, services: ServicesDep) -> KeyInfo:
+    """Revoke anyone's key, for admins."""
+    return await _revoke(services, key_id, None)
+
+
+async def _revoke(services: ServicesDep, key_id: str, owner: str | None) -> KeyInfo:
+    return _info(await services.auth.api_keys.revoke(key_id, owner))
