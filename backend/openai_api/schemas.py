@@ -5,6 +5,8 @@ The specialist decides the system prompt and the sampling parameters, so a clien
 `max_tokens` are accepted and ignored: an existing client keeps working, and cannot
 override the specialist. What would silently change the answer's meaning (tools, several
 choices, a response format, non-text content) is refused with a 400 naming the parameter.
+Every model is strict: a field the schema types as boolean or integer takes only a JSON
+boolean or integer (`include_usage: 0` is a 400, not a silent `false`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.chat.schemas import ChatRequest, HistoryMessage
+from backend.chat.schemas import ChatRequest, HistoryMessage, Text
 from backend.openai_api.errors import InvalidParameter
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -23,25 +25,25 @@ _DROPPED_ROLES = frozenset({"system", "developer"})
 class ContentPart(BaseModel):
     """One part of a list-valued `content`; only `text` parts are served."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str
-    text: str | None = None
+    text: Text | None = None
 
 
 class InputMessage(BaseModel):
     """One message of `messages` (`name`, `tool_calls` and the like are accepted, unused)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Role
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
     """`stream_options`: only `include_usage` changes what the portal sends."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool = False
 
@@ -51,6 +53,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -63,7 +66,7 @@ class ChatCompletionRequest(BaseModel):
         },
     )
 
-    model: Annotated[str, Field(min_length=1, max_length=200)]
+    model: Annotated[Text, Field(min_length=1, max_length=200)]
     messages: Annotated[list[InputMessage], Field(min_length=1)]
     stream: bool | None = False
     stream_options: StreamOptions | None = None
