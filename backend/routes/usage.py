@@ -88,10 +88,10 @@ class UsageSummary(BaseModel):
 
 def usage_query(
     start: Annotated[_DateTimeText | None, Query(
-        alias="from", description="Start (inclusive), ISO 8601; no zone means UTC. "
-        "Must be before `to` (else 422). Default: 30 days before `to`")] = None,
+        alias="from", description="Start (inclusive), ISO 8601 date or date-time; no zone "
+        "means UTC. Must be before `to` (else 422). Default: 30 days before `to`")] = None,
     end: Annotated[_DateTimeText | None, Query(
-        alias="to", description="End (exclusive), ISO 8601; no zone means UTC. "
+        alias="to", description="End (exclusive), ISO 8601 date or date-time; no zone means UTC. "
         "Must be after `from` (else 422). Default: now")] = None,
     specialist_id: Annotated[str | None, Query(max_length=100)] = None,
     user_email_hash: Annotated[str | None, Query(max_length=64)] = None,
