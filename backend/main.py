@@ -21,6 +21,7 @@ from pydantic_settings import SettingsError as SourceError
 from backend.api import errors
 from backend.api.context import RequestContextMiddleware
 from backend.api.deps import Services
+from backend.api.openapi import document_limits
 from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
+    document_limits(app, settings)
     return app
 
 

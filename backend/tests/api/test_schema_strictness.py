@@ -19,7 +19,10 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The real app with the admin endpoints on."""
-    settings = make_settings(tmp_path, admin_token=ADMIN, rate_limit_requests=10_000)
+    settings = make_settings(
+        tmp_path, admin_token=ADMIN, rate_limit_requests=10_000, max_message_chars=5_000,
+        max_history_messages=3,
+    )
     async with run_app(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         yield http
 
@@ -120,9 +123,35 @@ async def test_the_document_lists_every_status_and_the_range_rule(
         assert {"200", "400", "404", "408", "413", "415", "429", "502", "503", "504"} <= documented
     for path in ("/usage/summary", "/usage/export", "/usage/status"):
         assert {"200", "401", "404"} <= set(paths[path]["get"]["responses"]), path
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    request = schemas["ChatRequest"]["properties"]
+    assert request["message"]["maxLength"] == 5_000
+    assert request["conversation_history"]["maxItems"] == 3
+    assert schemas["HistoryMessage"]["properties"]["content"]["maxLength"] == 5_000
     for path in ("/usage/summary", "/usage/export"):
         operation = paths[path]["get"]
         assert "422" in operation["responses"]
         described = {p["name"]: p.get("description", "") for p in operation["parameters"]}
         assert "before `to`" in described["from"] and "after `from`" in described["to"]
 
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"specialist_id": DEMO, "message": "x" * 5_001},
+        {"specialist_id": DEMO, "message": "hi",
+         "conversation_history": [{"role": "user", "content": "x" * 5_001}]},
+        {"specialist_id": DEMO, "message": "hi",
+         "conversation_history": [{"role": "user", "content": "a"}] * 4},
+    ],
+)
+async def test_the_documented_limits_are_the_enforced_ones(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    """One past the maxLength / maxItems the document states is a 413; at it, served."""
+    response = await client.post("/chat/send", json=body)
+    assert response.status_code == 413, response.text
+    at_limit = {"specialist_id": DEMO, "message": "x" * 5_000,
+                "conversation_history": [{"role": "user", "content": "a"}] * 3}
+    assert (await client.post("/chat/send", json=at_limit)).status_code == 200
