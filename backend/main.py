@@ -22,6 +22,7 @@ from pydantic_settings import SettingsError as SourceError
 from backend.api import errors
 from backend.api.context import RequestContextMiddleware
 from backend.api.deps import Services
+from backend.api.openapi import document_limits
 from backend.auth.apikeys import ApiKeys
 from backend.auth.authenticator import build_authenticator
 from backend.auth.startup import start_auth
@@ -210,8 +211,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     app.include_router(me.router)
-    app.include_router(keys.router)
+    # Keys are minted only by a verified user: under AUTH_MODE=none they cannot exist.
+    app.include_router(keys.router, include_in_schema=settings.effective_auth_mode() != "none")
     app.include_router(ready.router)
+    document_limits(app, settings)
     return app
 
 

@@ -109,8 +109,10 @@ async def body_field(request: Request, name: str) -> str | None:
     # request.json() caches its result, so FastAPI's own body parsing reuses it.
     try:
         body = await request.json()
-    except ValueError:
-        return None  # malformed: answered with a 4xx; the general buckets still apply
+    except (ValueError, RecursionError):
+        # Malformed, invalid UTF-8 (a ValueError) or nested deeper than the JSON parser
+        # recurses: answered with a 4xx by the body parser; the general buckets still apply.
+        return None
     value = body.get(name) if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
 

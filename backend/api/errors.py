@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from backend.api.deps import AdminAuthRequired
 from backend.auth.apikeys import ApiKeyNotFound
@@ -183,12 +184,26 @@ async def validation_error(request: Request, exc: Exception) -> JSONError:
 async def http_error(request: Request, exc: Exception) -> JSONError:
     """Framework errors (404 route, 405 method) in the same JSON shape."""
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return _respond(
         request,
         {"error": f"http_{exc.status_code}", "message": str(exc.detail)},
         exc.status_code,
-        getattr(exc, "headers", None),
+        headers,
     )
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    # Starlette's 405 names only the first route that matched the path; a path served by
+    # several routes (GET and POST /keys) must list every method they serve.
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONError:

@@ -4,22 +4,39 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _unicode(value: str) -> str:
+    # JSON's `\ud800` escape decodes to a lone surrogate: a str no UTF-8 encoder (orjson
+    # writing the provider's body, the SSE stream, the database) accepts, so it stops here.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate escapes)") from None
+    return value
+
+
+# Every string a request body carries: well-formed Unicode, as the JSON schema's `string` means.
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class HistoryMessage(BaseModel):
     """A past turn. Only `user` and `assistant`: clients may not inject system prompts."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict like every request body: a value the OpenAPI schema forbids (a number where it
+    # says string) is refused, never coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatRequest(BaseModel):
     """The body of both chat endpoints."""
 
     model_config = ConfigDict(
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -34,8 +51,8 @@ class ChatRequest(BaseModel):
         }
     )
 
-    specialist_id: Annotated[str, Field(min_length=1, max_length=100)]
-    message: Annotated[str, Field(min_length=1)]
+    specialist_id: Annotated[Text, Field(min_length=1, max_length=100)]
+    message: Annotated[Text, Field(min_length=1)]
     conversation_history: list[HistoryMessage] = Field(default_factory=list)
 
 

@@ -5,43 +5,54 @@ The specialist decides the system prompt and the sampling parameters, so a clien
 `max_tokens` are accepted and ignored: an existing client keeps working, and cannot
 override the specialist. What would silently change the answer's meaning (tools, several
 choices, a response format, non-text content) is refused with a 400 naming the parameter.
+Every model is strict: a field the schema types as boolean or integer takes only a JSON
+boolean or integer (`include_usage: 0` is a 400, not a silent `false`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from backend.chat.schemas import ChatRequest, HistoryMessage
+from backend.chat.schemas import ChatRequest, HistoryMessage, Text
 from backend.openai_api.errors import InvalidParameter
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 _DROPPED_ROLES = frozenset({"system", "developer"})
 
+# The OpenAPI document names only what is served: `tool`/`function` roles, non-text parts,
+# tools, n != 1 and other response formats parse (so the 400 can say why) but are refused.
+_SERVED_ROLES = WithJsonSchema(
+    {"type": "string", "enum": ["system", "developer", "user", "assistant"]}
+)
+_NOTHING = {"maxItems": 0, "description": "Not supported: only null or [] is accepted"}
+
 
 class ContentPart(BaseModel):
     """One part of a list-valued `content`; only `text` parts are served."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow", strict=True, json_schema_extra={"required": ["type", "text"]}
+    )
 
-    type: str
-    text: str | None = None
+    type: Annotated[str, WithJsonSchema({"type": "string", "const": "text"})]
+    text: Annotated[Text | None, WithJsonSchema({"type": "string"})] = None
 
 
 class InputMessage(BaseModel):
     """One message of `messages` (`name`, `tool_calls` and the like are accepted, unused)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
-    role: Role
-    content: str | list[ContentPart] | None = None
+    role: Annotated[Role, _SERVED_ROLES]
+    content: Text | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
     """`stream_options`: only `include_usage` changes what the portal sends."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool = False
 
@@ -51,6 +62,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -63,14 +75,19 @@ class ChatCompletionRequest(BaseModel):
         },
     )
 
-    model: Annotated[str, Field(min_length=1, max_length=200)]
-    messages: Annotated[list[InputMessage], Field(min_length=1)]
+    model: Annotated[Text, Field(min_length=1, max_length=200)]
+    messages: Annotated[list[InputMessage], Field(
+        min_length=1, description="The last message other than system and developer ones "
+        "must be a user message with text; user and assistant messages need content",
+    )]
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = None
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    n: Annotated[int | None, Field(json_schema_extra={"minimum": 1, "maximum": 1})] = None
+    tools: Annotated[list[Any] | None, Field(json_schema_extra=_NOTHING)] = None
+    functions: Annotated[list[Any] | None, Field(json_schema_extra=_NOTHING)] = None
+    response_format: Annotated[dict[str, Any] | None, Field(json_schema_extra={
+        "properties": {"type": {"const": "text"}}
+    })] = None
 
     @property
     def include_usage(self) -> bool:

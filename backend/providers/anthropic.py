@@ -35,6 +35,7 @@ from backend.providers.errors import (
 )
 from backend.providers.http import Timeouts, error_text, post, read_json, redact
 from backend.providers.sse import SSEEvent, iter_sse
+from backend.providers.wire import body_object, count, obj, objects, text
 
 # The API refuses a request without `max_tokens`; when a specialist sets no limit we ask
 # for 4096, which every current Claude model accepts and which bounds a runaway answer.
@@ -82,13 +83,13 @@ class AnthropicProvider(Provider):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One non-streaming call; the answer's text blocks are joined."""
         async with self._post(_body(request, stream=False)) as response:
-            data = await read_json(response, self.name)
-        blocks = data.get("content") or ()
+            data = body_object(self.name, await read_json(response, self.name))
+        blocks = objects(data.get("content"))
         return Completion(
-            text="".join(b.get("text") or "" for b in blocks if b.get("type") == "text"),
-            model=data.get("model") or request.model,
+            text="".join(text(b.get("text")) or "" for b in blocks if b.get("type") == "text"),
+            model=text(data.get("model")) or request.model,
             usage=_UsageTally().update(data.get("usage")).result(),
-            finish_reason=data.get("stop_reason"),
+            finish_reason=text(data.get("stop_reason")),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
@@ -99,17 +100,18 @@ class AnthropicProvider(Provider):
                 data = _parse(self.name, event)
                 kind = data.get("type")
                 if kind == "content_block_delta":
-                    delta = data.get("delta") or {}
+                    delta = obj(data.get("delta"))
                     # Only text is relayed: tool input, thinking and signature deltas
                     # belong to features this service does not request.
-                    if delta.get("type") == "text_delta" and delta.get("text"):
-                        yield TextDelta(delta["text"])
+                    piece = text(delta.get("text"))
+                    if delta.get("type") == "text_delta" and piece:
+                        yield TextDelta(piece)
                 elif kind == "message_start":
-                    message = data.get("message") or {}
-                    model = message.get("model") or model
+                    message = obj(data.get("message"))
+                    model = text(message.get("model")) or model
                     tally.update(message.get("usage"))
                 elif kind == "message_delta":
-                    finish = (data.get("delta") or {}).get("stop_reason") or finish
+                    finish = text(obj(data.get("delta")).get("stop_reason")) or finish
                     tally.update(data.get("usage"))
                 elif kind == "message_stop":
                     yield StreamEnd(model=model, usage=tally.result(), finish_reason=finish)
@@ -159,16 +161,17 @@ class _UsageTally:
         self.cache_read: int | None = None
         self.seen = False
 
-    def update(self, raw: dict[str, Any] | None) -> _UsageTally:
+    def update(self, raw: Any) -> _UsageTally:
         """Take every count present in one `usage` object."""
-        if not raw:
+        if not raw or not isinstance(raw, dict):
             return self
         self.seen = True
         self.input = _count(raw, "input_tokens", self.input)
         self.output = _count(raw, "output_tokens", self.output)
         self.cache_write = _count(raw, "cache_creation_input_tokens", self.cache_write)
-        if raw.get("cache_read_input_tokens") is not None:
-            self.cache_read = int(raw["cache_read_input_tokens"])
+        cache_read = count(raw.get("cache_read_input_tokens"))
+        if cache_read is not None:
+            self.cache_read = cache_read
         return self
 
     def result(self) -> Usage | None:
@@ -187,8 +190,8 @@ class _UsageTally:
 
 
 def _count(raw: dict[str, Any], key: str, default: int) -> int:
-    value = raw.get(key)
-    return default if value is None else int(value)
+    value = count(raw.get(key))
+    return default if value is None else value
 
 
 def _parse(provider: str, event: SSEEvent) -> dict[str, Any]:

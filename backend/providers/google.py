@@ -14,6 +14,7 @@ replaced, never added.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -47,6 +48,7 @@ from backend.providers.http import (
     status_error,
 )
 from backend.providers.sse import iter_sse
+from backend.providers.wire import count, obj, objects, text
 
 _ROLES = {"user": "user", "assistant": "model"}
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -78,7 +80,7 @@ class GoogleProvider(Provider):
             data = await read_json(response, self.name)
         candidate = _candidate(self.name, data)
         return Completion(
-            text=_text(candidate), model=data.get("modelVersion") or request.model,
+            text=_text(candidate), model=text(data.get("modelVersion")) or request.model,
             usage=_usage(data.get("usageMetadata")), finish_reason=_finish(data, candidate),
         )
 
@@ -90,13 +92,13 @@ class GoogleProvider(Provider):
             async for event in iter_sse(response.content):
                 data = _parse_frame(self.name, event.data)
                 candidate = _candidate(self.name, data)
-                model = data.get("modelVersion") or model
+                model = text(data.get("modelVersion")) or model
                 # A running total: the latest replaces; mapped once, after the last frame.
                 usage = data.get("usageMetadata") or usage
                 finish = _finish(data, candidate) or finish
-                text = _text(candidate)
-                if text:
-                    yield TextDelta(text)
+                piece = _text(candidate)
+                if piece:
+                    yield TextDelta(piece)
         if finish is None:
             # With no [DONE], the body's end is the only end signal, and a proxy or load
             # balancer closing the connection at a frame boundary looks the same. Every
@@ -155,38 +157,38 @@ def _candidate(provider: str, data: Any) -> dict[str, Any]:
         # An error inside a 200 stream; its own code says what went wrong.
         code = error.get("code") if isinstance(error, dict) else None
         raise _api_error(provider, code if isinstance(code, int) else 500, data, {})
-    candidates = data.get("candidates")
-    return candidates[0] if candidates else {}
+    return next(iter(objects(data.get("candidates"))), {})
 
 
 def _text(candidate: dict[str, Any]) -> str:
-    parts = (candidate.get("content") or {}).get("parts") or ()
+    parts = objects(obj(candidate.get("content")).get("parts"))
     # Thinking models may return their thought summaries as parts marked `thought`;
     # they are not the answer (the SDK's `.text` skips them too).
-    return "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+    return "".join(text(p.get("text")) or "" for p in parts if not p.get("thought"))
 
 
 def _finish(data: dict[str, Any], candidate: dict[str, Any]) -> str | None:
     # A safety block is an answer, not a failure: the call succeeded and is billed, so it
     # comes back with empty text, its reason as the finish reason and its usage, for the
     # chat layer to explain. A blocked prompt has no candidate, only promptFeedback.
-    reason = candidate.get("finishReason") or (data.get("promptFeedback") or {}).get(
-        "blockReason"
-    )
+    reason = candidate.get("finishReason") or obj(data.get("promptFeedback")).get("blockReason")
     return str(reason) if reason else None
 
 
-def _usage(raw: dict[str, Any] | None) -> Usage | None:
-    if not raw:
+def _usage(raw: Any) -> Usage | None:
+    if not raw or not isinstance(raw, dict):
         return None
     # Google bills thinking tokens as output, and candidatesTokenCount leaves them out
     # (totalTokenCount = prompt + toolUsePrompt + candidates + thoughts), so output adds
     # them back, as genai-prices' Gemini extractor does. Tool results fed back to the
     # model are input. proto3 JSON omits zero counts, so an absent count is 0.
+    def tokens(key: str) -> int:
+        return count(raw.get(key)) or 0
+
     return Usage(
-        input_tokens=(raw.get("promptTokenCount") or 0) + (raw.get("toolUsePromptTokenCount") or 0),
-        output_tokens=(raw.get("candidatesTokenCount") or 0) + (raw.get("thoughtsTokenCount") or 0),
-        cached_input_tokens=raw.get("cachedContentTokenCount") or 0,
+        input_tokens=tokens("promptTokenCount") + tokens("toolUsePromptTokenCount"),
+        output_tokens=tokens("candidatesTokenCount") + tokens("thoughtsTokenCount"),
+        cached_input_tokens=tokens("cachedContentTokenCount"),
     )
 
 
@@ -198,8 +200,8 @@ def _api_error(
     if not isinstance(error, dict):
         return status_error(provider, status, str(body)[:300], headers)
     message = str(error.get("message") or "")
-    details = [d for d in error.get("details") or () if isinstance(d, dict)]
-    reasons = {d.get("reason") for d in details}
+    details = objects(error.get("details"))
+    reasons = {text(d.get("reason")) for d in details}
     # Google answers a wrong key with 400 INVALID_ARGUMENT, not 401; ErrorInfo's reason
     # (or, without details, the message) is what tells it from a bad request.
     if "API_KEY_INVALID" in reasons or message.startswith("API key not valid"):
@@ -226,9 +228,10 @@ def _retry_delay(details: list[dict[str, Any]]) -> float | None:
     for detail in details:
         if detail.get("@type") == _RETRY_INFO:
             try:
-                return max(0.0, float(str(detail.get("retryDelay", "")).removesuffix("s")))
+                seconds = float(str(detail.get("retryDelay", "")).removesuffix("s"))
             except ValueError:
                 return None
+            return max(0.0, seconds) if math.isfinite(seconds) else None
     return None
 
 

@@ -7,6 +7,7 @@ mapping and the transport failures are the same for all of them.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -79,9 +80,12 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         value = headers.get(name)
         if value is not None:
             try:
-                return max(0.0, float(value) * scale)
+                seconds = float(value) * scale
             except ValueError:
                 continue
+            # "inf" and "nan" parse as floats; no hint is better than one nobody can wait.
+            if math.isfinite(seconds):
+                return max(0.0, seconds)
     return None
 
 

@@ -26,6 +26,7 @@ from backend.providers.base import (
 from backend.providers.errors import ProviderError, ProviderStreamCut, ProviderUnavailable
 from backend.providers.http import Timeouts, error_text, post, read_json, redact
 from backend.providers.sse import iter_sse
+from backend.providers.wire import body_object, count, obj, objects, text
 
 # Reasoning models refuse `max_tokens` and any non-default temperature.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
@@ -55,14 +56,14 @@ class OpenAIProvider(Provider):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One non-streaming call."""
         async with self._post(_body(request, stream=False)) as response:
-            data = await read_json(response, self.name)
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
+            data = body_object(self.name, await read_json(response, self.name))
+        choice = next(iter(objects(data.get("choices"))), {})
+        message = obj(choice.get("message"))
         return Completion(
-            text=message.get("content") or "",
-            model=data.get("model") or request.model,
+            text=text(message.get("content")) or "",
+            model=text(data.get("model")) or request.model,
             usage=_usage(data.get("usage")),
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=text(choice.get("finish_reason")),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
@@ -76,14 +77,13 @@ class OpenAIProvider(Provider):
                 chunk = _parse_chunk(self.name, event.data)
                 if chunk.get("error"):
                     raise _stream_error(self.name, chunk["error"])
-                model = chunk.get("model") or model
-                if chunk.get("usage"):
-                    usage = _usage(chunk["usage"])
-                for choice in chunk.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield TextDelta(text)
-                    finish = choice.get("finish_reason") or finish
+                model = text(chunk.get("model")) or model
+                usage = _usage(chunk.get("usage")) or usage
+                for choice in objects(chunk.get("choices")):
+                    delta = text(obj(choice.get("delta")).get("content"))
+                    if delta:
+                        yield TextDelta(delta)
+                    finish = text(choice.get("finish_reason")) or finish
         raise ProviderStreamCut(f"{self.name} stream ended without [DONE]", provider=self.name)
 
     def _post(self, body: dict[str, Any]) -> Any:
@@ -111,14 +111,14 @@ def _body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
     return body
 
 
-def _usage(raw: dict[str, Any] | None) -> Usage | None:
-    if not raw:
+def _usage(raw: Any) -> Usage | None:
+    if not raw or not isinstance(raw, dict):
         return None
-    details = raw.get("prompt_tokens_details") or {}
+    details = obj(raw.get("prompt_tokens_details"))
     return Usage(
-        input_tokens=raw.get("prompt_tokens") or 0,
-        output_tokens=raw.get("completion_tokens") or 0,
-        cached_input_tokens=details.get("cached_tokens"),
+        input_tokens=count(raw.get("prompt_tokens")) or 0,
+        output_tokens=count(raw.get("completion_tokens")) or 0,
+        cached_input_tokens=count(details.get("cached_tokens")),
     )
 
 
@@ -126,11 +126,11 @@ def _read_error(raw: bytes) -> str:
     return error_text(raw, "error", "message")
 
 
-def _parse_chunk(provider: str, data: str) -> Any:
+def _parse_chunk(provider: str, data: str) -> dict[str, Any]:
     # A compatible server or a proxy in between can garble a frame (an HTML error page,
     # say); that is a broken stream, not a bare JSONDecodeError escaping our error tree.
     try:
-        return orjson.loads(data)
+        return body_object(provider, orjson.loads(data))
     except orjson.JSONDecodeError as exc:
         raise ProviderStreamCut(
             f"{provider} sent a stream frame that is not JSON", provider=provider
@@ -140,5 +140,5 @@ def _parse_chunk(provider: str, data: str) -> Any:
 def _stream_error(provider: str, error: Any) -> ProviderError:
     # A mid-stream `{"error": ...}` frame: the HTTP status was already 200, so it counts
     # as the upstream failing rather than as our request being wrong.
-    message = error.get("message", "") if isinstance(error, dict) else str(error)
+    message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
     return ProviderUnavailable(f"{provider} stream error: {redact(message)}", provider=provider)

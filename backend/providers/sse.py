@@ -1,7 +1,9 @@
 """A small Server-Sent Events reader over an aiohttp response body.
 
 Handles LF, CRLF (Gemini ends frames in CRLF CRLF) and CR line endings, multi-line
-`data:` fields and comments, per the WHATWG event-stream grammar.
+`data:` fields and comments, per the WHATWG event-stream grammar. Invalid UTF-8 is decoded
+with replacement characters, as that grammar says (never a UnicodeDecodeError); the
+providers then see a frame that is not their JSON, and answer with their own error.
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ def _blocks(buffer: bytes, *, final: bool) -> tuple[list[bytes], bytes]:
 def _dispatch(blocks: list[bytes]) -> Iterator[SSEEvent]:
     for block in blocks:
         if block.startswith(b"data: ") and b"\n" not in block:
-            yield SSEEvent("message", block[6:].decode("utf-8"))
+            yield SSEEvent("message", block[6:].decode("utf-8", "replace"))
         elif block:
-            yield from _parse_block(block.decode("utf-8"))
+            yield from _parse_block(block.decode("utf-8", "replace"))
 
 
 def _parse_block(block: str) -> list[SSEEvent]:

@@ -16,8 +16,11 @@ router = APIRouter(prefix="/chat", tags=["chat"], route_class=RateLimitedRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
+        (400, "Body not parseable as JSON: invalid UTF-8 or nested too deeply"),
         (404, "Unknown or disabled specialist"),
-        (413, "Message, history or conversation over its limit"),
+        (408, "The body did not arrive within BODY_READ_TIMEOUT_SECONDS"),
+        (413, "Body over MAX_REQUEST_BYTES, or message, history or conversation over its limit"),
+        (415, "Content-Type is not application/json"),
         (422, "Malformed body"),
         (429, "Rate limit exceeded (see Retry-After)"),
         (502, "The provider failed or rejected the call"),

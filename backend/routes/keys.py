@@ -11,11 +11,24 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, field_validator
 
 from backend.api.deps import AdminDep, IdentityDep, ServicesDep
+from backend.api.openapi import error_responses
 from backend.auth.apikeys import ApiKeyInfo, ApiKeyNotFound
 from backend.auth.errors import Forbidden
 from backend.auth.policy import may_mint_keys
 
 router = APIRouter(tags=["api-keys"])
+
+_SIGNED_IN = {
+    400: "The body could not be parsed", 401: "No valid token or key",
+    503: "The identity provider's keys cannot be had (auth_unavailable)",
+}
+_OWN = error_responses({**_SIGNED_IN, 403: "Keys are minted by a signed-in user, not a key "
+                        "nor under AUTH_MODE=none", 404: "No such key (of the caller's)"})
+_ADMIN = error_responses({
+    **_SIGNED_IN, 403: "Signed in, but not in ADMIN_GROUPS",
+    404: "No such key, or neither ADMIN_TOKEN nor ADMIN_GROUPS is set",
+    429: "Too many failed admin authentications (Retry-After)",
+})
 
 
 class NewKey(BaseModel):
@@ -63,7 +76,7 @@ def _info(info: ApiKeyInfo) -> KeyInfo:
     return KeyInfo(**{k: getattr(info, k) for k in KeyInfo.model_fields})
 
 
-@router.post("/keys", response_model=CreatedKey, status_code=201)
+@router.post("/keys", response_model=CreatedKey, status_code=201, responses=_OWN)
 async def create_key(body: NewKey, identity: IdentityDep, services: ServicesDep) -> CreatedKey:
     """Mint a key acting as the caller, with the caller's groups as of now."""
     if not may_mint_keys(identity):
@@ -77,7 +90,7 @@ async def create_key(body: NewKey, identity: IdentityDep, services: ServicesDep)
     return CreatedKey(**_info(info).model_dump(), key=key)
 
 
-@router.get("/keys", response_model=list[KeyInfo])
+@router.get("/keys", response_model=list[KeyInfo], responses=_OWN)
 async def list_keys(identity: IdentityDep, services: ServicesDep) -> list[KeyInfo]:
     """The caller's keys, newest first."""
     if not identity.signed_in:
@@ -85,7 +98,7 @@ async def list_keys(identity: IdentityDep, services: ServicesDep) -> list[KeyInf
     return [_info(i) for i in await services.auth.api_keys.list(identity.user_hash)]
 
 
-@router.delete("/keys/{key_id}", response_model=KeyInfo)
+@router.delete("/keys/{key_id}", response_model=KeyInfo, responses=_OWN)
 async def revoke_key(key_id: str, identity: IdentityDep, services: ServicesDep) -> KeyInfo:
     """Revoke one of the caller's keys (refused everywhere within seconds)."""
     if not identity.signed_in:
@@ -93,7 +106,7 @@ async def revoke_key(key_id: str, identity: IdentityDep, services: ServicesDep) 
     return await _revoke(services, key_id, identity.user_hash)
 
 
-@router.get("/admin/keys", response_model=list[OwnedKeyInfo])
+@router.get("/admin/keys", response_model=list[OwnedKeyInfo], responses=_ADMIN)
 async def list_all_keys(admin: AdminDep, services: ServicesDep) -> list[OwnedKeyInfo]:
     """Every key, for admins."""
     return [
@@ -102,7 +115,7 @@ async def list_all_keys(admin: AdminDep, services: ServicesDep) -> list[OwnedKey
     ]
 
 
-@router.delete("/admin/keys/{key_id}", response_model=KeyInfo)
+@router.delete("/admin/keys/{key_id}", response_model=KeyInfo, responses=_ADMIN)
 async def revoke_any_key(key_id: str, admin: AdminDep, services: ServicesDep) -> KeyInfo:
     """Revoke anyone's key, for admins."""
     return await _revoke(services, key_id, None)

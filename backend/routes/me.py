@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from backend.api.deps import IdentityDep, SettingsDep
+from backend.api.openapi import error_responses
 from backend.auth.policy import is_admin
 
 router = APIRouter(tags=["identity"])
@@ -23,7 +24,9 @@ class Me(BaseModel):
     expires_at: float | None = Field(description="When the proof expires (epoch seconds)")
 
 
-@router.get("/me", response_model=Me)
+@router.get("/me", response_model=Me, responses=error_responses({
+    401: "No valid token or key", 503: "The identity provider's keys cannot be had",
+}))
 async def me(identity: IdentityDep, settings: SettingsDep) -> Me:
     """The caller's user id, email, groups, admin flag and cost centre."""
     return Me(

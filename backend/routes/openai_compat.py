@@ -57,8 +57,11 @@ _completions = APIRouter(route_class=CompletionsRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"description": text}
     for status, text in (
-        (400, "Invalid or unsupported request (OpenAI error shape)"),
+        (400, "Invalid, unparseable or unsupported request (OpenAI error shape)"),
         (404, "Unknown model: neither a specialist id nor an alias (`model_not_found`)"),
+        (408, "The body did not arrive within BODY_READ_TIMEOUT_SECONDS"),
+        (413, "Body over MAX_REQUEST_BYTES"),
+        (415, "Content-Type is not application/json"),
         (429, "Rate limit exceeded (`rate_limit_exceeded`, see Retry-After)"),
         (502, "The provider failed or rejected the call"),
         (503, "Provider not configured, unavailable or rate limited"),

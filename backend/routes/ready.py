@@ -10,7 +10,7 @@ from backend.api.deps import ServicesDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/ready")
+@router.get("/ready", responses={503: {"description": "Not ready: the body names the check"}})
 async def ready(services: ServicesDep) -> JSONResponse:
     """200 when ready; 503 while the identity provider's keys cannot be had."""
     ok, auth = services.auth.ready()

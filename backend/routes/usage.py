@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.responses import StreamingResponse
 
 from backend.api.deps import ServicesDep, require_admin
@@ -22,12 +22,29 @@ from backend.usage.reports import GroupBy, SummaryRow, UsageQuery, export_csv, s
 router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Depends(require_admin)])
 
 DEFAULT_RANGE = timedelta(days=30)
-_ERRORS: dict[int | str, dict[str, object]] = {
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong admin bearer token"},
     403: {"model": ErrorBody, "description": "Signed in, but not in ADMIN_GROUPS"},
     404: {"model": ErrorBody, "description": "Neither ADMIN_TOKEN nor ADMIN_GROUPS is set"},
-    422: {"model": ErrorBody, "description": "Bad query parameters"},
+    429: {"model": ErrorBody, "description": "Too many failed admin authentications (Retry-After)"},
 }
+_ERRORS: dict[int | str, dict[str, object]] = {
+    **_AUTH_ERRORS,
+    422: {"model": ErrorBody, "description": "Bad query parameters, or `from` not before `to`"},
+}
+
+
+def _date_time_text(value: object) -> object:
+    # pydantic would also read a bare number ("0.5") as a Unix timestamp; the schema says an
+    # ISO 8601 date-time string, so only that is accepted.
+    if not isinstance(value, str) or not value[:4].isdigit() or value[4:5] != "-":
+        raise ValueError("must be an ISO 8601 date-time, such as 2026-11-01T00:00:00Z")
+    return value
+
+
+_DateTimeText = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 
 class SummaryGroup(BaseModel):
@@ -74,11 +91,12 @@ class UsageSummary(BaseModel):
 
 
 def usage_query(
-    start: Annotated[datetime | None, Query(
-        alias="from", description="Start (inclusive), ISO 8601; no zone means UTC. "
-        "Default: 30 days before `to`")] = None,
-    end: Annotated[datetime | None, Query(
-        alias="to", description="End (exclusive), ISO 8601; default: now")] = None,
+    start: Annotated[_DateTimeText | None, Query(
+        alias="from", description="Start (inclusive), ISO 8601 date or date-time; no zone "
+        "means UTC. Must be before `to` (else 422). Default: 30 days before `to`")] = None,
+    end: Annotated[_DateTimeText | None, Query(
+        alias="to", description="End (exclusive), ISO 8601 date or date-time; no zone means UTC. "
+        "Must be after `from` (else 422). Default: now")] = None,
     specialist_id: Annotated[str | None, Query(max_length=100)] = None,
     user_email_hash: Annotated[str | None, Query(max_length=64)] = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
@@ -86,7 +104,7 @@ def usage_query(
 ) -> UsageQuery:
     """The time range and filters shared by both reports."""
     end_at = _utc(end) if end else datetime.now(UTC)
-    start_at = _utc(start) if start else end_at - DEFAULT_RANGE
+    start_at = _utc(start) if start else max(end_at, _EARLIEST + DEFAULT_RANGE) - DEFAULT_RANGE
     if start_at >= end_at:
         raise InvalidRequest("`from` must be before `to`")
     return UsageQuery(
@@ -127,14 +145,21 @@ async def export(services: ServicesDep, query: UsageQueryDep) -> StreamingRespon
     )
 
 
-@router.get("/status", responses=_ERRORS)
+@router.get("/status", responses=_AUTH_ERRORS)
 async def status(services: ServicesDep) -> dict[str, object]:
     """The writer's state: database reachable, queue depth, spool size, totals since start."""
     return asdict(services.recorder.status())
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # An offset within hours of year 1 or 9999 names an instant datetime cannot hold:
+        # as a range bound it means the beginning (or the end) of time.
+        return _EARLIEST if value.year == 1 else _LATEST
 
 
 def _group(row: SummaryRow) -> SummaryGroup:
