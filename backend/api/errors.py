@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from backend.api.deps import AdminAuthRequired
+from backend.chat.errors import ContentFiltered, ContentRefused, OutputBudgetExhausted
 from backend.errors import InvalidRequest, PortalError, RequestTooLarge
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
@@ -55,6 +56,11 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     # nginx's "client closed request": logged only, since nobody is there to read it.
     (ClientDisconnected, 499),
     (CircuitOpen, 503),
+    # The call succeeded but produced no answer: refused or blocked content is the request's
+    # (sending it again ends the same way); a budget spent on reasoning is the specialist's.
+    (ContentRefused, 422),
+    (ContentFiltered, 422),
+    (OutputBudgetExhausted, 502),
     (ProviderTimeout, 504),
     (ProviderRateLimited, 503),
     (ProviderUnavailable, 503),
@@ -92,7 +98,7 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     assert isinstance(exc, PortalError)
     status = status_for(exc)
     headers: dict[str, str] = {}
-    if isinstance(exc, (ProviderRateLimited, CircuitOpen)) and exc.retry_after is not None:
+    if isinstance(exc, ProviderError) and exc.retryable and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, AdminAuthRequired):
         headers["WWW-Authenticate"] = "Bearer"

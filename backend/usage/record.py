@@ -32,6 +32,8 @@ class UsageRecord:
     specialist_version: int | None = None
     prompt_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    finish_reason: str | None = None
+    billed: bool = True
 
     def row(self) -> dict[str, Any]:
         """The record as a column-name mapping for an INSERT."""
