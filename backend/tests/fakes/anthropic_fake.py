@@ -222,8 +222,9 @@ async def _stream(
         await _send(resp, "message_start", {"type": "message_start", "message": start})
         chunks = list(script.chunks)
         first = chunks.pop(0) if script.text_in_block_start and chunks else ""
+        block = await _thinking_block(resp, script.thinking) if script.thinking else 0
         await _send(resp, "content_block_start", {
-            "type": "content_block_start", "index": 0,
+            "type": "content_block_start", "index": block,
             "content_block": {"type": "text", "text": first},
         })
         await _send(resp, "ping", {"type": "ping"})
@@ -242,15 +243,36 @@ async def _stream(
             if script.chunk_delay:
                 await asyncio.sleep(script.chunk_delay)
             await _send(resp, "content_block_delta", {
-                "type": "content_block_delta", "index": 0,
+                "type": "content_block_delta", "index": block,
                 "delta": {"type": "text_delta", "text": chunks[index]},
             })
-        await _finish(resp, script, delta_input_usage)
+        await _finish(resp, script, delta_input_usage, block)
     return resp
 
 
-async def _finish(resp: web.StreamResponse, script: Script, delta_input_usage: bool) -> None:
+async def _thinking_block(resp: web.StreamResponse, thinking: list[str]) -> int:
+    """Extended thinking's block (index 0), as the API streams it; the text block is next."""
+    await _send(resp, "content_block_start", {
+        "type": "content_block_start", "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    })
+    for part in thinking:
+        await _send(resp, "content_block_delta", {
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": part},
+        })
+    await _send(resp, "content_block_delta", {
+        "type": "content_block_delta", "index": 0,
+        "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM" + "x" * 24},
+    })
     await _send(resp, "content_block_stop", {"type": "content_block_stop", "index": 0})
+    return 1
+
+
+async def _finish(
+    resp: web.StreamResponse, script: Script, delta_input_usage: bool, block: int = 0
+) -> None:
+    await _send(resp, "content_block_stop", {"type": "content_block_stop", "index": block})
     delta: dict[str, Any] = {
         "type": "message_delta",
         "delta": {"stop_reason": script.stop_reason or "end_turn", "stop_sequence": None},

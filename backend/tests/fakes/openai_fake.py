@@ -277,6 +277,8 @@ def _stream_frames(script: Script, model: str, include_usage: bool) -> list[byte
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
 
     frames = [frame(choice({"role": "assistant", "content": "", "refusal": None}))]
+    # vLLM / DeepSeek stream reasoning as `reasoning_content` deltas before the answer.
+    frames.extend(frame(choice({"reasoning_content": part})) for part in script.thinking)
     if script.refusal is not None:  # streamed as `delta.refusal`, content staying null
         half = len(script.refusal) // 2
         parts = (script.refusal[:half], script.refusal[half:])

@@ -47,6 +47,9 @@ class Script:
     cache_write_5m: int = 0
     cache_write_1h: int = 0
     text_in_block_start: bool = False
+    # Reasoning streamed before the answer: Anthropic `thinking_delta`s in a thinking block,
+    # an OpenAI-compatible server's `delta.reasoning_content` (vLLM, DeepSeek).
+    thinking: list[str] = field(default_factory=list)
 
 
 @dataclass

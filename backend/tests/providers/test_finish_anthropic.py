@@ -132,3 +132,16 @@ async def test_retry_after_on_a_529_is_read(streaming: bool) -> None:
     assert theirs.value.status_code == raised.value.status == 529
     assert theirs.value.response.headers["retry-after"] == "3"
     assert raised.value.retry_after == 3.0 and raised.value.billed is False
+
+
+async def test_thinking_deltas_are_signs_of_life_not_text() -> None:
+    script = Script(chunks=["Four."], thinking=["Two plus ", "two is four."])
+    async with both(script) as (sdk, ours, _):
+        final = await sdk_final(sdk)
+        events = [event async for event in ours.stream(REQUEST)]
+    thinking = [b for b in final.content if b.type == "thinking"]
+    assert thinking and thinking[0].thinking == "Two plus two is four."
+    assert sdk_text(final) == "Four."
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Thinking", "Thinking", "TextDelta", "StreamEnd"]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Four."

@@ -154,3 +154,22 @@ async def test_in_stream_error_kinds(
     assert type(ours.value) is our_error
     # Nothing said before the error frame: the upstream refused before generating.
     assert ours.value.billed is (False if after == 0 else None)
+
+
+async def test_reasoning_deltas_of_a_compatible_server_are_signs_of_life(
+    session: aiohttp.ClientSession,
+) -> None:
+    script = Script(thinking=["Let me ", "think."], chunks=["Four."])
+    async with openai_fake.start(script) as (url, _), sdk(url) as client:
+        stream = await client.chat.completions.create(
+            model=REQUEST.model, messages=SDK_MESSAGES, stream=True
+        )
+        reasoning = [
+            (c.choices[0].delta.model_extra or {}).get("reasoning_content")
+            async for c in stream if c.choices
+        ]
+        events = [event async for event in adapter(session, url).stream(REQUEST)]
+    # The SDK keeps the unknown field as an extra; we count it as life and show nothing.
+    assert [r for r in reasoning if r] == ["Let me ", "think."]
+    assert [type(e).__name__ for e in events] == ["Thinking", "Thinking", "TextDelta",
+                                                  "StreamEnd"]

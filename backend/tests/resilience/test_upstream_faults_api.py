@@ -113,3 +113,18 @@ async def test_a_silent_reasoning_model_is_not_held_to_the_first_token_bound(
     plain = await portal.client.post("/chat/stream", json=body("openai"))
     assert thinking.status_code == 200 and '"finish_reason":"stop"' in thinking.text
     assert plain.status_code == 504
+
+
+async def test_thinking_counts_as_life_for_the_first_token_bound(portal_factory: Any) -> None:
+    # Anthropic's thinking block comes at once, the text a second later: past the bound.
+    portal: Portal = await portal_factory(
+        first_token_timeout_seconds=0.3, stream_idle_timeout_seconds=5
+    )
+    portal.fakes["anthropic"].script = Script(thinking=["Hmm. "], chunk_delay=1.0)
+    async with aconnect_sse(
+        portal.client, "POST", "/chat/stream", json=body("anthropic")
+    ) as source:
+        assert source.response.status_code == 200
+        events = [(e.event, e.json()) async for e in source.aiter_sse()]
+    assert events[-1][1]["is_final"] and events[-1][1]["finish_reason"] == "stop"
+    assert "".join(d["content"] for _, d in events[:-1]) == "Hello from the fake"
