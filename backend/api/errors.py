@@ -16,6 +16,7 @@ from starlette.routing import Match
 from backend.api.deps import AdminAuthRequired
 from backend.auth.apikeys import ApiKeyNotFound
 from backend.auth.errors import AuthError, AuthUnavailable, Forbidden
+from backend.chat.errors import ContentFiltered, ContentRefused, OutputBudgetExhausted
 from backend.errors import (
     BodyReadTimeout,
     InvalidRequest,
@@ -73,6 +74,11 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     # nginx's "client closed request": logged only, since nobody is there to read it.
     (ClientDisconnected, 499),
     (CircuitOpen, 503),
+    # The call succeeded but produced no answer: refused or blocked content is the request's
+    # (sending it again ends the same way); a budget spent on reasoning is the specialist's.
+    (ContentRefused, 422),
+    (ContentFiltered, 422),
+    (OutputBudgetExhausted, 502),
     (ProviderTimeout, 504),
     (ProviderRateLimited, 503),
     (ProviderUnavailable, 503),
@@ -133,9 +139,13 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     assert isinstance(exc, PortalError)
     status = status_for(exc)
     headers: dict[str, str] = {}
-    waits = (ProviderRateLimited, CircuitOpen, AuthThrottled)
-    if isinstance(exc, waits) and exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    # A provider's hint when waiting helps (a throttle, an overload), our own cool-downs too.
+    retry_after = getattr(exc, "retry_after", None)
+    waits = isinstance(exc, (CircuitOpen, AuthThrottled)) or (
+        isinstance(exc, ProviderError) and exc.retryable
+    )
+    if waits and retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
     if isinstance(exc, AdminAuthRequired):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, AuthError):

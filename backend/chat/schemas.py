@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from backend.providers.base import FinishReason
+
 
 def _unicode(value: str) -> str:
     # JSON's `\ud800` escape decodes to a lone surrogate: a str no UTF-8 encoder (orjson
@@ -73,6 +75,7 @@ class ChatResponse(BaseModel):
                     "estimated_cost_usd": 0.000123,
                     "latency_ms": 1234.5,
                     "request_id": "5f0c6c1e9f7a4c7e8a7e0c2f3b1d9a10",
+                    "finish_reason": "stop",
                 }
             ]
         }
@@ -88,6 +91,9 @@ class ChatResponse(BaseModel):
     estimated_cost_usd: float | None
     latency_ms: float
     request_id: str
+    # How the answer ended (stop, length, content_filter, refusal, tool_calls, error):
+    # `refusal` marks `content` as the model's refusal, `length` as cut at the budget.
+    finish_reason: FinishReason | None = None
 
 
 class StreamChunk(BaseModel):
@@ -103,6 +109,7 @@ class StreamChunk(BaseModel):
     provider: str | None = None
     estimated_cost_usd: float | None = None
     request_id: str | None = None
+    finish_reason: FinishReason | None = None
 
 
 class ErrorBody(BaseModel):
@@ -112,3 +119,7 @@ class ErrorBody(BaseModel):
     message: str
     provider: str | None = None
     request_id: str | None = None
+    # content_refused, content_filtered, output_budget_exhausted: why the answer is missing.
+    finish_reason: str | None = None
+    provider_reason: str | None = None
+    max_output_tokens: int | None = None

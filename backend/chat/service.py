@@ -17,16 +17,19 @@ from typing import TypeVar
 from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import may_use
+from backend.chat.judge import judge
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
 from backend.providers.base import (
     Completion,
     CompletionRequest,
+    FinishReason,
     Message,
     Provider,
     StreamEnd,
     StreamEvent,
+    TextDelta,
     Usage,
 )
 from backend.providers.errors import ProviderError, ProviderTimeout
@@ -91,6 +94,7 @@ class Outcome:
     error: PortalError | None = None
     error_kind: str | None = None
     provider: str = ""  # the provider tried last: the one that answered, on success
+    finish_reason: FinishReason | None = None
 
 
 class ChatService:
@@ -140,6 +144,12 @@ class ChatService:
             completion: Completion = answered.value
             outcome.model, outcome.usage = completion.model, completion.usage
             outcome.output_chars = len(completion.text)
+            outcome.finish_reason = completion.finish_reason
+            judge(
+                provider=outcome.provider, text=completion.text,
+                finish_reason=completion.finish_reason, native=completion.native_finish,
+                usage=completion.usage, max_output_tokens=answered.request.max_output_tokens,
+            )
         except PortalError as exc:
             outcome.error, outcome.error_kind = exc, exc.code
             raise
@@ -159,6 +169,7 @@ class ChatService:
             estimated_cost_usd=record.estimated_cost_usd,
             latency_ms=record.latency_ms,
             request_id=chat.context.request_id,
+            finish_reason=completion.finish_reason,
         )
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
@@ -177,7 +188,22 @@ class ChatService:
             self._record(chat, outcome, streamed=True)
             raise
         first, events = answered.value
-        return ChatStream(self, chat, first, events, outcome, breaker=answered.breaker)
+        if isinstance(first, StreamEnd):
+            # An answer with no text at all: judged while the status is still ours to set.
+            try:
+                observe_end(outcome, first, answered.request)
+            except BaseException as exc:
+                outcome.error = exc if isinstance(exc, PortalError) else None
+                outcome.error_kind = (
+                    exc.code if isinstance(exc, PortalError) else _interrupted_kind(exc)
+                )
+                await close_events(events)
+                self._record(chat, outcome, streamed=True)
+                raise
+        return ChatStream(
+            self, chat, first, events, outcome, breaker=answered.breaker,
+            max_output_tokens=answered.request.max_output_tokens,
+        )
 
     def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
         return self._resilience.run(
@@ -191,23 +217,31 @@ class ChatService:
     async def _first_event(self, provider: Provider, request: CompletionRequest) -> Opened:
         """Open one upstream stream and wait, within the first-token bound, for its first event."""
         events = aiter(provider.stream(request))
-        bound = self._resilience.first_token(provider.name)
+        # Any first event counts: text, the end, or a sign of reasoning. A model that
+        # reasons without a sign (o-series, Gemini 2.5) is not held to the first-token
+        # bound: the stream-idle bound (per provider in PROVIDER_TIMEOUTS) waits for it.
+        bound = None
+        if not provider.thinks_silently(request.model):
+            bound = self._resilience.first_token(provider.name)
         try:
             try:
                 async with asyncio.timeout(bound):
                     return await anext(events), events
             except TimeoutError as exc:
                 raise ProviderTimeout(
-                    f"{provider.name} sent no text within {bound:g} s", provider=provider.name
+                    f"{provider.name} sent no text within {bound:g} s (nor any sign of reasoning)",
+                    provider=provider.name,
                 ) from exc
         except BaseException:
             await close_events(events)
             raise
 
     def _record(self, chat: PreparedChat, outcome: Outcome, *, streamed: bool) -> UsageRecord:
-        usage = outcome.usage or _estimate(chat.request, outcome.output_chars)
+        usage, billed = _usage_of(outcome)
+        usage = usage or _estimate(chat.request, outcome.output_chars)
         context = chat.context
         provider = outcome.provider or chat.provider.name
+        cost = self._prices.estimate(provider, outcome.model, usage) if billed else 0.0
         record = UsageRecord(
             request_id=context.request_id,
             timestamp=datetime.now(UTC),
@@ -218,7 +252,7 @@ class ChatService:
             model=outcome.model,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            estimated_cost_usd=self._prices.estimate(provider, outcome.model, usage),
+            estimated_cost_usd=cost,
             latency_ms=round((time.perf_counter() - context.received_at) * 1000, 3),
             success=outcome.error_kind is None,
             streamed=streamed,
@@ -228,6 +262,8 @@ class ChatService:
             specialist_version=chat.specialist.version,
             prompt_hash=chat.specialist.prompt_hash,
             rate_limit_key_kind=context.rate_limit_key_kind,
+            finish_reason=outcome.finish_reason,
+            billed=billed,
             cost_center=context.identity.cost_center if context.identity else None,
             auth_method=context.identity.method if context.identity else None,
         )
@@ -247,8 +283,10 @@ class ChatStream:
         outcome: Outcome,
         *,
         breaker: CircuitBreaker | None = None,
+        max_output_tokens: int | None = None,
     ) -> None:
         self.chat = chat
+        self._max_output_tokens = max_output_tokens
         self._service = service
         self._first: StreamEvent | None = first
         self._rest = rest
@@ -281,11 +319,43 @@ class ChatStream:
                 self.record = self._service._record(self.chat, outcome, streamed=True)
 
     def _observe(self, event: StreamEvent) -> StreamEvent:
-        if isinstance(event, StreamEnd):
-            self.outcome.model, self.outcome.usage = event.model, event.usage
-        else:
+        if isinstance(event, TextDelta):
             self.outcome.output_chars += len(event.text)
+        elif isinstance(event, StreamEnd):
+            # Text already streamed stays the answer; none at all is judged (an error event).
+            observe_end(self.outcome, event, self.chat.request, self._max_output_tokens)
         return event
+
+
+def observe_end(
+    outcome: Outcome, end: StreamEnd, request: CompletionRequest,
+    max_output_tokens: int | None = None,
+) -> None:
+    """Take a stream's end into the outcome; raise when it ended without any answer text."""
+    outcome.model, outcome.usage, outcome.finish_reason = end.model, end.usage, end.finish_reason
+    if outcome.output_chars == 0:
+        judge(
+            provider=outcome.provider, text="", finish_reason=end.finish_reason,
+            native=end.native_finish, usage=end.usage,
+            max_output_tokens=max_output_tokens or request.max_output_tokens,
+        )
+
+
+def _usage_of(outcome: Outcome) -> tuple[Usage | None, bool]:
+    """The counts to record, and whether the provider billed the call.
+
+    The provider's own counts win; then those it reported before a stream failed; a call
+    it refused before generating anything is zero and unbilled; else None (estimate it).
+    """
+    if outcome.usage is not None:
+        return outcome.usage, True
+    error = outcome.error
+    if isinstance(error, ProviderError):
+        if error.usage is not None:
+            return error.usage, True
+        if error.billed is False:
+            return Usage(input_tokens=0, output_tokens=0), False
+    return None, True
 
 
 async def _complete(provider: Provider, request: CompletionRequest) -> Completion:

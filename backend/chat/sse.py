@@ -60,6 +60,7 @@ def final_chunk(record: UsageRecord) -> dict[str, Any]:
         "estimated_cost_usd": record.estimated_cost_usd,
         "tokens_estimated": record.tokens_estimated,
         "request_id": record.request_id,
+        "finish_reason": record.finish_reason,
     }
 
 

@@ -70,7 +70,7 @@ class PriceBook:
             rates = self._flat_rates(provider_id, model)
         except LookupError:
             return None
-        if rates is not None:
+        if rates is not None and not usage.cache_write_tokens:
             # The same arithmetic genai-prices does for a flat price, without its per-call
             # unit registry walk (a tenth of /chat/send's CPU before this fast path).
             return _linear(rates.input, rates.cached_input, rates.output, usage)
@@ -80,6 +80,10 @@ class PriceBook:
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
                     cache_read_tokens=usage.cached_input_tokens or None,
+                    # Anthropic's cache writes, priced above input (1.25x; 2x for the
+                    # 1-hour ones, which are a part of cache_write_tokens).
+                    cache_write_tokens=usage.cache_write_tokens or None,
+                    cache_write_1h_tokens=usage.cache_write_1h_tokens or None,
                 ),
                 model_ref=model,
                 provider_id=provider_id,

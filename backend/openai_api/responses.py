@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from backend.api.errors import status_for
 from backend.chat.schemas import ChatResponse
 from backend.chat.service import ChatStream
 from backend.errors import PortalError
@@ -25,21 +26,17 @@ DONE = b"data: [DONE]\n\n"
 _END = b"\n\n"
 _OPEN_CHOICE = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
-# Each vendor's own stop reasons, in OpenAI's vocabulary (anything else ended normally).
-_LENGTH = frozenset({"length", "max_tokens", "MAX_TOKENS", "model_context_window_exceeded"})
-_FILTERED = frozenset(
-    {"content_filter", "refusal", "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT",
-     "SPII", "IMAGE_SAFETY"}
-)
+# Our finish reasons in OpenAI's vocabulary. A refusal is `stop` with the text in
+# `message.refusal` (or `delta.refusal`), as OpenAI itself answers one; `error` (text, then
+# the provider failed to finish) has no OpenAI word and ends as `stop`.
+_OPENAI_FINISH = {
+    "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls",
+}
 
 
-def finish_reason(native: str | None) -> str:
-    """OpenAI's `finish_reason` for a provider's stop reason."""
-    if native in _LENGTH:
-        return "length"
-    if native in _FILTERED:
-        return "content_filter"
-    return "stop"
+def finish_reason(reason: str | None) -> str:
+    """OpenAI's `finish_reason` for one of ours."""
+    return _OPENAI_FINISH.get(reason or "stop", "stop")
 
 
 def usage_object(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -53,6 +50,7 @@ def usage_object(input_tokens: int, output_tokens: int) -> dict[str, int]:
 
 def completion_body(response: ChatResponse, *, model: str, created: int) -> dict[str, Any]:
     """A `chat.completion` object for a whole answer; `model` is the name the client used."""
+    refused = response.finish_reason == "refusal"
     return {
         "id": f"chatcmpl-{response.request_id}",
         "object": "chat.completion",
@@ -61,10 +59,13 @@ def completion_body(response: ChatResponse, *, model: str, created: int) -> dict
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": response.content, "refusal": None},
+                "message": {
+                    "role": "assistant",
+                    "content": None if refused else response.content,
+                    "refusal": response.content if refused else None,
+                },
                 "logprobs": None,
-                # The chat service does not pass the stop reason of a whole answer on.
-                "finish_reason": "stop",
+                "finish_reason": finish_reason(response.finish_reason),
             }
         ],
         "usage": usage_object(response.input_tokens, response.output_tokens),
@@ -76,6 +77,7 @@ def completion_body(response: ChatResponse, *, model: str, created: int) -> dict
             "model": response.model,
             "estimated_cost_usd": response.estimated_cost_usd,
             "latency_ms": response.latency_ms,
+            "finish_reason": response.finish_reason,
         },
     }
 
@@ -106,6 +108,10 @@ class ChunkWriter:
         """One chunk of answer text."""
         return self._prefix + b'{"content":' + orjson.dumps(text) + b"}" + _OPEN_CHOICE
 
+    def refusal(self, text: str) -> bytes:
+        """One chunk of refusal text (`delta.refusal`, as OpenAI streams a refusal)."""
+        return self._prefix + b'{"refusal":' + orjson.dumps(text) + b"}" + _OPEN_CHOICE
+
     def finish(self, reason: str, portal: dict[str, Any] | None) -> bytes:
         """The chunk with the finish reason (and, without a usage chunk, the portal's facts)."""
         choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}
@@ -130,12 +136,15 @@ class ChunkWriter:
         body = exc.body()
         error: dict[str, Any] = {
             "message": exc.message,
-            "type": error_type(500),
+            # The type the same failure would have had as an HTTP status (a rate limit,
+            # a refused request), so a client tells them apart as it would over HTTP.
+            "type": error_type(status_for(exc)),
             "param": None,
             "code": exc.code,
         }
-        if body.get("provider"):
-            error["provider"] = body["provider"]
+        for key in ("provider", "finish_reason", "provider_reason", "max_output_tokens"):
+            if body.get(key) is not None:
+                error[key] = body[key]
         return b"data: " + orjson.dumps({"error": error}) + _END
 
 
@@ -148,20 +157,21 @@ def portal_facts(record: UsageRecord) -> dict[str, Any]:
         "model": record.model,
         "estimated_cost_usd": record.estimated_cost_usd,
         "latency_ms": record.latency_ms,
+        "finish_reason": record.finish_reason,
     }
 
 
 async def chunk_frames(stream: ChatStream, writer: ChunkWriter) -> AsyncIterator[bytes]:
     """Role chunk, text chunks, finish chunk, usage chunk if asked, `[DONE]`; or an error."""
     yield writer.role()
-    native: str | None = None
+    reason: str | None = None
     try:
         async for event in stream.events():
             if isinstance(event, TextDelta):
                 if event.text:
-                    yield writer.text(event.text)
+                    yield writer.refusal(event.text) if event.refusal else writer.text(event.text)
             elif isinstance(event, StreamEnd):
-                native = event.finish_reason
+                reason = event.finish_reason
     except PortalError as exc:
         # OpenAI ends a failed stream with the error frame alone; the SDK raises on it.
         yield writer.error(exc)
@@ -170,8 +180,8 @@ async def chunk_frames(stream: ChatStream, writer: ChunkWriter) -> AsyncIterator
     assert record is not None  # events() records in its finally, before we get here
     portal = portal_facts(record)
     if writer.include_usage:
-        yield writer.finish(finish_reason(native), None)
+        yield writer.finish(finish_reason(reason), None)
         yield writer.usage(record, portal)
     else:
-        yield writer.finish(finish_reason(native), portal)
+        yield writer.finish(finish_reason(reason), portal)
     yield DONE

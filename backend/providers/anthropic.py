@@ -18,10 +18,12 @@ import orjson
 from backend.providers.base import (
     Completion,
     CompletionRequest,
+    FinishReason,
     Provider,
     StreamEnd,
     StreamEvent,
     TextDelta,
+    Thinking,
     Usage,
 )
 from backend.providers.errors import (
@@ -55,6 +57,17 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
     "api_error": ProviderUnavailable,
     "overloaded_error": ProviderUnavailable,
 }
+# stop_reason values (anthropic/types/stop_reason.py) in our words; `refusal` may follow
+# some text, which then stays the answer (Anthropic: drop such a turn before going on).
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "refusal",
+    "tool_use": "tool_calls",
+}
 
 
 class AnthropicProvider(Provider):
@@ -84,40 +97,60 @@ class AnthropicProvider(Provider):
         """One non-streaming call; the answer's text blocks are joined."""
         async with self._post(_body(request, stream=False)) as response:
             data = body_object(self.name, await read_json(response, self.name))
+        if data.get("type") == "error":
+            # A 200 whose body is an error (a proxy's doing): nothing was generated.
+            raise _stream_error(self.name, data.get("error"), billed=False)
         blocks = objects(data.get("content"))
+        native = text(data.get("stop_reason"))
         return Completion(
             text="".join(text(b.get("text")) or "" for b in blocks if b.get("type") == "text"),
             model=text(data.get("model")) or request.model,
             usage=_UsageTally().update(data.get("usage")).result(),
-            finish_reason=text(data.get("stop_reason")),
+            finish_reason=_normalise(native),
+            native_finish=native,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Relay text deltas; end at `message_stop` with the last cumulative usage."""
         model, finish, tally = request.model, None, _UsageTally()
-        async with self._post(_body(request, stream=True)) as response:
-            async for event in iter_sse(response.content):
-                data = _parse(self.name, event)
-                kind = data.get("type")
-                if kind == "content_block_delta":
-                    delta = obj(data.get("delta"))
-                    # Only text is relayed: tool input, thinking and signature deltas
-                    # belong to features this service does not request.
-                    piece = text(delta.get("text"))
-                    if delta.get("type") == "text_delta" and piece:
-                        yield TextDelta(piece)
-                elif kind == "message_start":
-                    message = obj(data.get("message"))
-                    model = text(message.get("model")) or model
-                    tally.update(message.get("usage"))
-                elif kind == "message_delta":
-                    finish = text(obj(data.get("delta")).get("stop_reason")) or finish
-                    tally.update(data.get("usage"))
-                elif kind == "message_stop":
-                    yield StreamEnd(model=model, usage=tally.result(), finish_reason=finish)
-                    return
-                elif kind == "error":
-                    raise _stream_error(self.name, data.get("error"))
+        try:
+            async with self._post(_body(request, stream=True)) as response:
+                async for event in iter_sse(response.content):
+                    data = _parse(self.name, event)
+                    kind = data.get("type")
+                    if kind == "content_block_delta":
+                        delta = obj(data.get("delta"))
+                        # Text is relayed; thinking is a sign of life; tool input and
+                        # signatures belong to features this service does not request.
+                        piece = text(delta.get("text"))
+                        if delta.get("type") == "text_delta" and piece:
+                            yield TextDelta(piece)
+                        elif delta.get("type") == "thinking_delta":
+                            yield Thinking()
+                    elif kind == "content_block_start":
+                        # The API opens a text block empty, but a proxy may put text in it.
+                        block = obj(data.get("content_block"))
+                        piece = text(block.get("text"))
+                        if block.get("type") == "text" and piece:
+                            yield TextDelta(piece)
+                    elif kind == "message_start":
+                        message = obj(data.get("message"))
+                        model = text(message.get("model")) or model
+                        tally.update(message.get("usage"))
+                    elif kind == "message_delta":
+                        finish = text(obj(data.get("delta")).get("stop_reason")) or finish
+                        tally.update(data.get("usage"))
+                    elif kind == "message_stop":
+                        yield StreamEnd(
+                            model, tally.result(), _normalise(finish), native_finish=finish
+                        )
+                        return
+                    elif kind == "error":
+                        raise _stream_error(self.name, data.get("error"))
+        except ProviderError as exc:
+            # message_start's counts are the provider's own: kept, not re-estimated.
+            exc.usage = exc.usage or tally.result()
+            raise
         raise ProviderStreamCut(
             f"{self.name} stream ended without message_stop", provider=self.name
         )
@@ -154,10 +187,10 @@ class _UsageTally:
     input and cache counts again. Fields absent from a report keep their earlier value.
     """
 
-    __slots__ = ("cache_read", "cache_write", "input", "output", "seen")
+    __slots__ = ("cache_1h", "cache_read", "cache_write", "input", "output", "seen")
 
     def __init__(self) -> None:
-        self.input = self.output = self.cache_write = 0
+        self.input = self.output = self.cache_write = self.cache_1h = 0
         self.cache_read: int | None = None
         self.seen = False
 
@@ -169,9 +202,13 @@ class _UsageTally:
         self.input = _count(raw, "input_tokens", self.input)
         self.output = _count(raw, "output_tokens", self.output)
         self.cache_write = _count(raw, "cache_creation_input_tokens", self.cache_write)
-        cache_read = count(raw.get("cache_read_input_tokens"))
-        if cache_read is not None:
-            self.cache_read = cache_read
+        if count(raw.get("cache_read_input_tokens")) is not None:
+            self.cache_read = count(raw.get("cache_read_input_tokens"))
+        # The split by lifetime (API 2023-06-01 with 1-hour caching): 1-hour writes cost 2x
+        # input, 5-minute ones 1.25x. Without the split every write is a 5-minute one.
+        split = raw.get("cache_creation")
+        if isinstance(split, dict):
+            self.cache_1h = _count(split, "ephemeral_1h_input_tokens", self.cache_1h)
         return self
 
     def result(self) -> Usage | None:
@@ -180,12 +217,13 @@ class _UsageTally:
             return None
         # Anthropic's `input_tokens` excludes cache reads and cache writes; our Usage (like
         # OpenAI, Gemini and genai-prices' Anthropic extractor) counts every input token,
-        # so both are added back. Cache writes cost more than plain input (1.25x-2x), which
-        # an estimate from these counts prices at the plain input rate.
+        # so both are added back; the writes are also passed on alone, as they cost more.
         return Usage(
             input_tokens=self.input + (self.cache_read or 0) + self.cache_write,
             output_tokens=self.output,
             cached_input_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+            cache_write_1h_tokens=min(self.cache_1h, self.cache_write),
         )
 
 
@@ -207,13 +245,15 @@ def _read_error(raw: bytes) -> str:
     return error_text(raw, "error", "message")
 
 
-def _stream_error(provider: str, error: Any) -> ProviderError:
+def _normalise(native: str | None) -> FinishReason | None:
+    return None if native is None else _FINISH.get(native, "stop")
+
+
+def _stream_error(provider: str, error: Any, *, billed: bool | None = None) -> ProviderError:
     # The HTTP status was already 200, so the error body's `type` is all we have to go on.
     error = error if isinstance(error, dict) else {"message": str(error)}
     kind = str(error.get("type") or "api_error")
-    text = redact(str(error.get("message", "")))
-    message = f"{provider} stream error ({redact(kind)[:64]}): {text}"
+    detail = redact(str(error.get("message") or ""))
+    message = f"{provider} stream error ({redact(kind)[:64]}): {detail}"
     cls = _ERROR_TYPES.get(kind, ProviderUnavailable)
-    if cls is ProviderRateLimited:
-        return ProviderRateLimited(message, provider=provider, status=None)
-    return cls(message, provider=provider)
+    return cls(message, provider=provider, status=None, billed=billed)

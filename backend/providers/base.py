@@ -12,6 +12,15 @@ from typing import Literal
 
 Role = Literal["user", "assistant"]
 
+#: How an answer ended, the same words for every provider (docs/finish-reasons.md):
+#: `stop` finished normally; `length` hit the output budget (or the context window);
+#: `content_filter` a safety system blocked the prompt or the answer; `refusal` the model
+#: itself declined; `tool_calls` it asked for a tool; `error` the provider could not finish.
+FinishReason = Literal["stop", "length", "content_filter", "refusal", "tool_calls", "error"]
+FINISH_REASONS: tuple[FinishReason, ...] = (
+    "stop", "length", "content_filter", "refusal", "tool_calls", "error",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -45,6 +54,28 @@ class Usage:
     output_tokens: int = 0
     cached_input_tokens: int | None = None
     reported: bool = True
+    # Cache writes (Anthropic): a part of input_tokens priced above plain input; of them,
+    # the ones written for an hour cost more again than the 5-minute ones.
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    # Reasoning (thinking) tokens: a part of output_tokens the answer's text does not show.
+    reasoning_tokens: int | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        """Two separately billed calls' counts together (Gemini's continuation hops)."""
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_input_tokens=_add(self.cached_input_tokens, other.cached_input_tokens),
+            reported=self.reported and other.reported,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            reasoning_tokens=_add(self.reasoning_tokens, other.reasoning_tokens),
+        )
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +83,29 @@ class TextDelta:
     """A piece of streamed text, relayed to the client as it arrives."""
 
     text: str
+    # True for refusal text (OpenAI's `delta.refusal`): relayed as content all the same.
+    refusal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """A sign of life while the model reasons: counts for the first-token bound, shows nothing."""
 
 
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
-    """The last event of every successful stream: the final usage and the model that answered."""
+    """The last event of every successful stream: the final usage and the model that answered.
+
+    `finish_reason` is normalised; `native_finish` is the provider's own word for it.
+    """
 
     model: str
     usage: Usage | None
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
+    native_finish: str | None = None
 
 
-StreamEvent = TextDelta | StreamEnd
+StreamEvent = TextDelta | Thinking | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +115,11 @@ class Completion:
     text: str
     model: str
     usage: Usage | None
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    native_finish: str | None = None
+    # True when `text` is the model's refusal (OpenAI's `message.refusal`), not an answer.
+    refusal: bool = False
 
 
 class Provider(ABC):
@@ -82,6 +127,10 @@ class Provider(ABC):
 
     #: The provider's name as specialists and usage records spell it.
     name: str
+
+    def thinks_silently(self, model: str) -> bool:
+        """True for a model that sends nothing while it reasons (the first-token bound waits)."""
+        return False
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 from backend.errors import PortalError
+from backend.providers.base import Usage
 
 
 class ProviderError(PortalError):
-    """An upstream LLM call failed; `provider` names which API."""
+    """An upstream LLM call failed; `provider` names which API.
+
+    `retry_after` is the provider's hint in seconds (a `retry-after` header or body field),
+    on any retryable failure that carries one. `billed` is False when the provider refused
+    before generating anything (an error status, an error body in place of an answer), so
+    the call cost nothing; None when we cannot know. `usage` holds the counts the provider
+    reported before a stream failed midway, which the usage record keeps.
+    """
 
     code = "upstream_error"
     retryable = False
 
-    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider: str, status: int | None = None,
+        retry_after: float | None = None, billed: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.status = status
+        self.retry_after = retry_after
+        self.billed = billed
+        self.usage: Usage | None = None
 
     def body(self) -> dict[str, object]:
         """The error body, naming the provider that failed."""
@@ -41,10 +55,11 @@ class ProviderRateLimited(ProviderError):
 
     def __init__(
         self, message: str, *, provider: str, status: int | None = 429,
-        retry_after: float | None = None,
+        retry_after: float | None = None, billed: bool | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, status=status)
-        self.retry_after = retry_after
+        super().__init__(
+            message, provider=provider, status=status, retry_after=retry_after, billed=billed
+        )
 
 
 class ProviderUnavailable(ProviderError):

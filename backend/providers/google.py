@@ -10,6 +10,10 @@ A stream is SSE `data:` frames ending in CRLF CRLF, each frame a whole
 GenerateContentResponse. There is no `[DONE]`: the last chunk carries `finishReason`.
 `usageMetadata` is a running total repeated on chunks, complete only on the last, so it is
 replaced, never added.
+
+Finish reasons: `CONTINUATION` (with a `continuationToken`) means the answer is not done;
+like the SDK's automatic continuation, the same request is sent again with the token, up
+to `MAX_HOPS` times, and the hops' usage is added up (each hop is billed on its own).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import orjson
 from backend.providers.base import (
     Completion,
     CompletionRequest,
+    FinishReason,
     Provider,
     StreamEnd,
     StreamEvent,
     TextDelta,
+    Thinking,
     Usage,
 )
 from backend.providers.errors import (
@@ -47,11 +53,30 @@ from backend.providers.http import (
     redact,
     status_error,
 )
-from backend.providers.sse import iter_sse
+from backend.providers.sse import RAW, SSEEvent, iter_sse
 from backend.providers.wire import count, obj, objects, text
 
 _ROLES = {"user": "user", "assistant": "model"}
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+MAX_HOPS = 8
+_CONTINUATION = "CONTINUATION"
+_PROMPT_BLOCKED = "blockReason:"  # a blocked prompt's reason, told apart from finishReason
+# types.FinishReason (google/genai/types.py) in our words; anything else is `error`.
+_FINISH: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "FINISH_REASON_UNSPECIFIED": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+    "LANGUAGE": "content_filter",
+    "UNEXPECTED_TOOL_CALL": "tool_calls",
+}
 
 
 class GoogleProvider(Provider):
@@ -74,31 +99,64 @@ class GoogleProvider(Provider):
         self._timeout = timeouts.client_timeout()
         self._stream_timeout = timeouts.stream_timeout()
 
+    def thinks_silently(self, model: str) -> bool:
+        """Gemini streams nothing while it thinks, unless thought summaries are asked for."""
+        return model.removeprefix("models/").startswith(("gemini-2.5", "gemini-3"))
+
     async def complete(self, request: CompletionRequest) -> Completion:
-        """One generateContent call."""
-        async with self._post(self._url(request.model, "generateContent"), request) as response:
-            data = await read_json(response, self.name)
-        candidate = _candidate(self.name, data)
+        """One generateContent call (more when the answer says CONTINUATION)."""
+        answer, usage, token, native = "", None, None, None
+        model = request.model
+        for _ in range(MAX_HOPS):
+            url = self._url(request.model, "generateContent")
+            async with self._post(url, request, token=token) as response:
+                data = await read_json(response, self.name)
+            candidate = _candidate(self.name, data, billed=False)
+            data = obj(data[0] if isinstance(data, list) and data else data)
+            answer += _text(candidate)
+            model = text(data.get("modelVersion")) or model
+            usage = _add(usage, _usage(data.get("usageMetadata")))
+            native = _finish(data, candidate)
+            token = _continuation(candidate, native)
+            if token is None:
+                break
         return Completion(
-            text=_text(candidate), model=text(data.get("modelVersion")) or request.model,
-            usage=_usage(data.get("usageMetadata")), finish_reason=_finish(data, candidate),
+            text=answer, model=model, usage=usage, finish_reason=_normalise(native),
+            native_finish=native,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        """Relay each frame's text; end with the last frame's usage."""
-        model, usage, finish = request.model, None, None
+        """Relay each frame's text; end with the last frame's usage (summed over hops)."""
+        model, done, finish, token, said = request.model, None, None, None, False
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
-        async with self._post(url, request, stream=True) as response:
-            async for event in iter_sse(response.content):
-                data = _parse_frame(self.name, event.data)
-                candidate = _candidate(self.name, data)
-                model = text(data.get("modelVersion")) or model
-                # A running total: the latest replaces; mapped once, after the last frame.
-                usage = data.get("usageMetadata") or usage
-                finish = _finish(data, candidate) or finish
-                piece = _text(candidate)
-                if piece:
-                    yield TextDelta(piece)
+        usage: dict[str, Any] | None = None
+        try:
+            for _ in range(MAX_HOPS):
+                usage, finish = None, None
+                async with self._post(url, request, stream=True, token=token) as response:
+                    async for event in iter_sse(response.content, raw=True):
+                        data = _parse_frame(self.name, event)
+                        candidate = _candidate(
+                            self.name, data, billed=None if said or usage else False
+                        )
+                        data = obj(data[0] if isinstance(data, list) and data else data)
+                        model = text(data.get("modelVersion")) or model
+                        # A running total per hop: the latest replaces; mapped at the end.
+                        usage = obj(data.get("usageMetadata")) or usage
+                        finish = _finish(data, candidate) or finish
+                        token = _continuation(candidate, finish) or token
+                        piece = _text(candidate)
+                        if piece:
+                            said = True
+                            yield TextDelta(piece)
+                        elif _thinks(candidate):
+                            yield Thinking()
+                if finish != _CONTINUATION or token is None:
+                    break
+                done, usage, token = _add(done, _usage(usage)), None, token
+        except ProviderError as exc:
+            exc.usage = exc.usage or _add(done, _usage(usage))
+            raise
         if finish is None:
             # With no [DONE], the body's end is the only end signal, and a proxy or load
             # balancer closing the connection at a frame boundary looks the same. Every
@@ -107,7 +165,9 @@ class GoogleProvider(Provider):
             raise ProviderStreamCut(
                 f"{self.name} stream ended without a finishReason", provider=self.name
             )
-        yield StreamEnd(model=model, usage=_usage(usage), finish_reason=finish)
+        yield StreamEnd(
+            model, _add(done, _usage(usage)), _normalise(finish), native_finish=finish
+        )
 
     def _url(self, model: str, method: str) -> str:
         # As the SDK's t_model: a bare id gets `models/`; full resource names pass as given.
@@ -115,17 +175,23 @@ class GoogleProvider(Provider):
         return f"{self._root}{quote(path)}:{method}"
 
     def _post(
-        self, url: str, request: CompletionRequest, *, stream: bool = False
+        self, url: str, request: CompletionRequest, *, stream: bool = False,
+        token: str | None = None,
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        body = _body(request)
+        if token is not None:
+            body["continuationToken"] = token  # top level, as the SDK's request mapper puts it
         return post(
-            self._session, url, provider=self.name, headers=self._headers, body=_body(request),
+            self._session, url, provider=self.name, headers=self._headers, body=body,
             timeout=self._stream_timeout if stream else self._timeout, map_error=self._error,
         )
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
         # The whole error body matters: Google names an invalid key (HTTP 400) and the retry
         # delay (HTTP 429) only inside it.
-        return _api_error(self.name, status, _loads(raw), headers)
+        error = _api_error(self.name, status, _loads(raw), headers)
+        error.billed = False  # an error status: nothing was generated
+        return error
 
 
 def _body(request: CompletionRequest) -> dict[str, Any]:
@@ -148,16 +214,46 @@ def _body(request: CompletionRequest) -> dict[str, Any]:
     return body
 
 
-def _candidate(provider: str, data: Any) -> dict[str, Any]:
+def _candidate(provider: str, data: Any, *, billed: bool | None) -> dict[str, Any]:
     """The first candidate of a GenerateContentResponse; raise the mapped error for `error`."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]  # a Status some front ends wrap in an array
     if not isinstance(data, dict):
         raise ProviderStreamCut(f"{provider} sent an unexpected body", provider=provider)
     error = data.get("error")
     if error:
-        # An error inside a 200 stream; its own code says what went wrong.
+        # An error inside a 200 (a frame, or a bare google.rpc.Status written outside the
+        # SSE framing): its own code says what went wrong, 429 included.
         code = error.get("code") if isinstance(error, dict) else None
-        raise _api_error(provider, code if isinstance(code, int) else 500, data, {})
+        exc = _api_error(provider, code if isinstance(code, int) else 500, data, {})
+        exc.billed = billed
+        raise exc
     return next(iter(objects(data.get("candidates"))), {})
+
+
+def _thinks(candidate: dict[str, Any]) -> bool:
+    parts = objects(obj(candidate.get("content")).get("parts"))
+    return any(p.get("thought") for p in parts)
+
+
+def _continuation(candidate: dict[str, Any], finish: str | None) -> str | None:
+    """The token to resume with, when the answer stopped at the per-request limit."""
+    token = text(candidate.get("continuationToken"))
+    return token if token and finish == _CONTINUATION else None
+
+
+def _normalise(native: str | None) -> FinishReason | None:
+    if native is None:
+        return None
+    if native.startswith(_PROMPT_BLOCKED):  # any reason, OTHER included, is a block
+        return "content_filter"
+    if native == _CONTINUATION:  # out of hops: the answer is cut, as by MAX_TOKENS
+        return "length"
+    return _FINISH.get(native, "error")
+
+
+def _add(a: Usage | None, b: Usage | None) -> Usage | None:
+    return b if a is None else a if b is None else a + b
 
 
 def _text(candidate: dict[str, Any]) -> str:
@@ -170,9 +266,12 @@ def _text(candidate: dict[str, Any]) -> str:
 def _finish(data: dict[str, Any], candidate: dict[str, Any]) -> str | None:
     # A safety block is an answer, not a failure: the call succeeded and is billed, so it
     # comes back with empty text, its reason as the finish reason and its usage, for the
-    # chat layer to explain. A blocked prompt has no candidate, only promptFeedback.
-    reason = candidate.get("finishReason") or obj(data.get("promptFeedback")).get("blockReason")
-    return str(reason) if reason else None
+    # chat service to judge. A blocked prompt has no candidate, only promptFeedback.
+    reason = text(candidate.get("finishReason"))
+    if reason:
+        return reason
+    blocked = text(obj(data.get("promptFeedback")).get("blockReason"))
+    return f"{_PROMPT_BLOCKED}{blocked}" if blocked else None
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -189,6 +288,7 @@ def _usage(raw: Any) -> Usage | None:
         input_tokens=tokens("promptTokenCount") + tokens("toolUsePromptTokenCount"),
         output_tokens=tokens("candidatesTokenCount") + tokens("thoughtsTokenCount"),
         cached_input_tokens=tokens("cachedContentTokenCount"),
+        reasoning_tokens=count(raw.get("thoughtsTokenCount")),
     )
 
 
@@ -242,9 +342,10 @@ def _loads(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-def _parse_frame(provider: str, data: str) -> Any:
+def _parse_frame(provider: str, event: SSEEvent) -> Any:
     try:
-        return orjson.loads(data)
+        return orjson.loads(event.data)
     except orjson.JSONDecodeError as exc:
-        message = f"{provider} sent an invalid stream frame"
+        what = "an invalid text outside its frames" if event.event == RAW else "an invalid frame"
+        message = f"{provider} sent {what}"
         raise ProviderStreamCut(message, provider=provider) from exc

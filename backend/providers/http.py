@@ -93,19 +93,26 @@ def status_error(
     provider: str, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> ProviderError:
     """Map an HTTP status and the API's own message into our error tree."""
+    # An error status comes before any generation: the provider bills none of these.
     text = f"{provider} returned HTTP {status}: {redact(message)}"
     if status in (401, 403):
         return ProviderAuthError(
-            f"{provider} rejected the API key (HTTP {status})", provider=provider, status=status
+            f"{provider} rejected the API key (HTTP {status})", provider=provider, status=status,
+            billed=False,
         )
+    retry = parse_retry_after(headers or {})
     if status == 429:
-        retry = parse_retry_after(headers or {})
-        return ProviderRateLimited(text, provider=provider, status=status, retry_after=retry)
+        return ProviderRateLimited(
+            text, provider=provider, status=status, retry_after=retry, billed=False
+        )
     if status == 408:
-        return ProviderTimeout(text, provider=provider, status=status)
+        return ProviderTimeout(text, provider=provider, status=status, billed=False)
     if status >= 500:
-        return ProviderUnavailable(text, provider=provider, status=status)
-    return ProviderBadRequest(text, provider=provider, status=status)
+        # 503 and Anthropic's 529 often say when to come back: honoured like a 429's.
+        return ProviderUnavailable(
+            text, provider=provider, status=status, retry_after=retry, billed=False
+        )
+    return ProviderBadRequest(text, provider=provider, status=status, billed=False)
 
 
 def transport_error(provider: str, exc: BaseException) -> ProviderError:
@@ -114,6 +121,11 @@ def transport_error(provider: str, exc: BaseException) -> ProviderError:
         return ProviderTimeout(f"{provider} did not answer in time", provider=provider)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProviderStreamCut(f"{provider} closed the response mid-way", provider=provider)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # The connection never opened: nothing was sent, nothing billed.
+        return ProviderUnavailable(
+            f"could not reach {provider}: {type(exc).__name__}", provider=provider, billed=False
+        )
     return ProviderUnavailable(
         f"could not reach {provider}: {type(exc).__name__}", provider=provider
     )

@@ -17,19 +17,53 @@ import orjson
 from backend.providers.base import (
     Completion,
     CompletionRequest,
+    FinishReason,
     Provider,
     StreamEnd,
     StreamEvent,
     TextDelta,
+    Thinking,
     Usage,
 )
-from backend.providers.errors import ProviderError, ProviderStreamCut, ProviderUnavailable
+from backend.providers.errors import (
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderStreamCut,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from backend.providers.http import Timeouts, error_text, post, read_json, redact
 from backend.providers.sse import iter_sse
 from backend.providers.wire import body_object, count, obj, objects, text
 
 # Reasoning models refuse `max_tokens` and any non-default temperature.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    # Compatible servers: vLLM says `abort` for a request it dropped, some say `error`.
+    "abort": "error",
+    "error": "error",
+}
+# The error `type` / `code` words of OpenAI's error body, for the errors that arrive with a
+# 200 (a compatible server or a proxy writing `{"error": ...}` as the body or a frame).
+_ERROR_WORDS: tuple[tuple[tuple[str, ...], type[ProviderError]], ...] = (
+    (("rate_limit", "insufficient_quota"), ProviderRateLimited),
+    (("invalid_api_key", "authentication", "permission"), ProviderAuthError),
+    (("timeout",), ProviderTimeout),
+    (("invalid_request", "not_found", "unsupported", "context_length"), ProviderBadRequest),
+)
+_STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: ProviderBadRequest, 401: ProviderAuthError, 403: ProviderAuthError,
+    404: ProviderBadRequest, 408: ProviderTimeout, 422: ProviderBadRequest,
+    429: ProviderRateLimited, 504: ProviderTimeout,
+}
 
 
 class OpenAIProvider(Provider):
@@ -53,37 +87,64 @@ class OpenAIProvider(Provider):
         self._timeout = timeouts.client_timeout()
         self._stream_timeout = timeouts.stream_timeout()
 
+    def thinks_silently(self, model: str) -> bool:
+        """o-series and gpt-5 stream nothing at all while they reason."""
+        return bool(_REASONING_MODEL.match(model))
+
     async def complete(self, request: CompletionRequest) -> Completion:
         """One non-streaming call."""
         async with self._post(_body(request, stream=False)) as response:
             data = body_object(self.name, await read_json(response, self.name))
+        if data.get("error"):
+            # HTTP 200 with an error body in place of the answer: nothing was generated.
+            raise body_error(self.name, data["error"], billed=False)
         choice = next(iter(objects(data.get("choices"))), {})
         message = obj(choice.get("message"))
+        native = text(choice.get("finish_reason"))
+        content = text(message.get("content")) or ""
+        refusal = text(message.get("refusal")) or ""
         return Completion(
-            text=text(message.get("content")) or "",
+            text=content or refusal,
             model=text(data.get("model")) or request.model,
             usage=_usage(data.get("usage")),
-            finish_reason=text(choice.get("finish_reason")),
+            finish_reason="refusal" if refusal else _normalise(native),
+            native_finish=native,
+            refusal=bool(refusal) and not content,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Relay content deltas; end with the usage chunk's counts."""
-        model, usage, finish = request.model, None, None
-        async with self._post(_body(request, stream=True)) as response:
-            async for event in iter_sse(response.content):
-                if event.data == "[DONE]":
-                    yield StreamEnd(model=model, usage=usage, finish_reason=finish)
-                    return
-                chunk = _parse_chunk(self.name, event.data)
-                if chunk.get("error"):
-                    raise _stream_error(self.name, chunk["error"])
-                model = text(chunk.get("model")) or model
-                usage = _usage(chunk.get("usage")) or usage
-                for choice in objects(chunk.get("choices")):
-                    delta = text(obj(choice.get("delta")).get("content"))
-                    if delta:
-                        yield TextDelta(delta)
-                    finish = text(choice.get("finish_reason")) or finish
+        model, usage, finish, refused, said = request.model, None, None, False, False
+        try:
+            async with self._post(_body(request, stream=True)) as response:
+                async for event in iter_sse(response.content):
+                    if event.data == "[DONE]":
+                        reason = "refusal" if refused else _normalise(finish)
+                        yield StreamEnd(model, usage, reason, native_finish=finish)
+                        return
+                    chunk = _parse_chunk(self.name, event.data)
+                    if chunk.get("error"):
+                        # Before any text or usage, the upstream refused before generating.
+                        billed = None if said or usage else False
+                        raise body_error(self.name, chunk["error"], billed=billed)
+                    model = text(chunk.get("model")) or model
+                    usage = _usage(chunk.get("usage")) or usage
+                    for choice in objects(chunk.get("choices")):
+                        delta = obj(choice.get("delta"))
+                        content, refusal = text(delta.get("content")), text(delta.get("refusal"))
+                        if content:
+                            said = True
+                            yield TextDelta(content)
+                        elif refusal:
+                            said = refused = True
+                            yield TextDelta(refusal, refusal=True)
+                        elif delta.get("reasoning_content") or delta.get("reasoning"):
+                            # Compatible servers (vLLM, Ollama, DeepSeek) stream reasoning.
+                            yield Thinking()
+                        finish = text(choice.get("finish_reason")) or finish
+        except ProviderError as exc:
+            exc.usage = exc.usage or usage
+            raise
         raise ProviderStreamCut(f"{self.name} stream ended without [DONE]", provider=self.name)
 
     def _post(self, body: dict[str, Any]) -> Any:
@@ -111,14 +172,22 @@ def _body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
     return body
 
 
+def _normalise(native: str | None) -> FinishReason | None:
+    if native is None:
+        return None
+    return _FINISH.get(native, "stop")
+
+
 def _usage(raw: Any) -> Usage | None:
     if not raw or not isinstance(raw, dict):
         return None
     details = obj(raw.get("prompt_tokens_details"))
+    output = obj(raw.get("completion_tokens_details"))
     return Usage(
         input_tokens=count(raw.get("prompt_tokens")) or 0,
         output_tokens=count(raw.get("completion_tokens")) or 0,
         cached_input_tokens=count(details.get("cached_tokens")),
+        reasoning_tokens=count(output.get("reasoning_tokens")),
     )
 
 
@@ -137,8 +206,28 @@ def _parse_chunk(provider: str, data: str) -> dict[str, Any]:
         ) from exc
 
 
-def _stream_error(provider: str, error: Any) -> ProviderError:
-    # A mid-stream `{"error": ...}` frame: the HTTP status was already 200, so it counts
-    # as the upstream failing rather than as our request being wrong.
-    message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
-    return ProviderUnavailable(f"{provider} stream error: {redact(message)}", provider=provider)
+def body_error(provider: str, error: Any, *, billed: bool | None) -> ProviderError:
+    """Map an `{"error": ...}` that came with HTTP 200 (as the body or a stream frame).
+
+    The status cannot say what failed, so the error's own words do: a numeric `code` or
+    `status` (what proxies relaying another API write), then OpenAI's `type` and `code`
+    strings. Anything else counts as the upstream failing, not our request being wrong.
+    """
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    # `"message": null` (or a number) is still no message to crash on.
+    message = f"{provider} error in a 200 response: {redact(str(error.get('message') or ''))}"
+    status = next(
+        (v for v in (error.get("code"), error.get("status")) if isinstance(v, int)), None
+    )
+    cls: type[ProviderError] = ProviderUnavailable
+    if status is not None:
+        cls = _STATUS_ERRORS.get(status, ProviderUnavailable if status >= 500 else cls)
+    else:
+        kind = str(error.get("type") or "").lower()
+        words = f"{kind} {error.get('code') or ''}".lower()
+        # OpenAI's 429 body says `"type": "requests"` (or "tokens"): which limit was hit.
+        if kind in ("requests", "tokens"):
+            cls = ProviderRateLimited
+        else:
+            cls = next((c for keys, c in _ERROR_WORDS if any(k in words for k in keys)), cls)
+    return cls(message, provider=provider, status=status, billed=billed)

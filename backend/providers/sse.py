@@ -22,20 +22,30 @@ class SSEEvent:
     data: str
 
 
-async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
+RAW = "raw"  # the event name of text written outside the SSE framing (raw=True only)
+_FIELDS = frozenset({"data", "event", "id", "retry"})
+
+
+async def iter_sse(content: aiohttp.StreamReader, *, raw: bool = False) -> AsyncIterator[SSEEvent]:
     """Yield each event in the stream; a trailing event without its blank line is dropped.
 
     Per network read: line endings are normalised to LF once, the buffer is split into
     blank-line-separated blocks, and the usual block (one `data:` line) is yielded without
     a per-line loop, since this runs for every token of every stream.
+
+    With `raw`, lines that are no SSE field (Gemini writes a failing stream's
+    google.rpc.Status as bare, pretty-printed JSON) come out as one `raw` event per block,
+    the trailing one included, as google-genai's reader rebuilds them.
     """
     buffer = b""
     async for chunk in content.iter_any():
         blocks, buffer = _blocks(buffer + chunk, final=False)
-        for event in _dispatch(blocks):
+        for event in _dispatch(blocks, raw):
             yield event
-    blocks, _ = _blocks(buffer, final=True)
-    for event in _dispatch(blocks):
+    blocks, rest = _blocks(buffer, final=True)
+    if raw and rest.strip():
+        blocks.append(rest)
+    for event in _dispatch(blocks, raw):
         yield event
 
 
@@ -51,25 +61,30 @@ def _blocks(buffer: bytes, *, final: bool) -> tuple[list[bytes], bytes]:
     return blocks, blocks.pop()
 
 
-def _dispatch(blocks: list[bytes]) -> Iterator[SSEEvent]:
+def _dispatch(blocks: list[bytes], raw: bool = False) -> Iterator[SSEEvent]:
     for block in blocks:
         if block.startswith(b"data: ") and b"\n" not in block:
             yield SSEEvent("message", block[6:].decode("utf-8", "replace"))
         elif block:
-            yield from _parse_block(block.decode("utf-8", "replace"))
+            yield from _parse_block(block.decode("utf-8", "replace"), raw)
 
 
-def _parse_block(block: str) -> list[SSEEvent]:
+def _parse_block(block: str, raw: bool = False) -> list[SSEEvent]:
     # The general grammar: several lines, `event:` names, comments, empty lines inside.
     events: list[SSEEvent] = []
-    name, data = "", list[str]()
+    name, data, bare = "", list[str](), list[str]()
     for line in [*block.split("\n"), ""]:
         if not line:
             if data:
                 events.append(SSEEvent(name or "message", "\n".join(data)))
-            name, data = "", []
+            if bare:
+                events.append(SSEEvent(RAW, "\n".join(bare)))
+            name, data, bare = "", [], []
             continue
         field, _, value = line.partition(":")
+        if raw and field not in _FIELDS and not line.startswith(":"):
+            bare.append(line)
+            continue
         if value.startswith(" "):
             value = value[1:]
         if field == "data":

@@ -24,8 +24,9 @@ class CircuitOpen(ProviderUnavailable):
     code = "upstream_circuit_open"
 
     def __init__(self, message: str, *, provider: str, retry_after: float) -> None:
-        super().__init__(message, provider=provider)
-        self.retry_after = retry_after
+        # No call was made: nothing to bill.
+        super().__init__(message, provider=provider, retry_after=retry_after, billed=False)
+        self.retry_after: float = retry_after
 
 
 class CircuitBreaker:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.providers.errors import ProviderError, ProviderRateLimited, ProviderTimeout
+from backend.providers.errors import ProviderError, ProviderTimeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,9 @@ class RetryPolicy:
             return None
         backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         wait = backoff * (1.0 - self.jitter * rand)
-        hint = error.retry_after if isinstance(error, ProviderRateLimited) else None
+        # Every retryable failure may carry the provider's hint: a 429, and also a 529 or
+        # 5xx with `retry-after` (Anthropic sends one when overloaded).
+        hint = error.retry_after
         if hint is not None:
             if hint > self.retry_after_cap:
                 # The provider says it will not be ready within what we are willing to wait:

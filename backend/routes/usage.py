@@ -60,6 +60,12 @@ class SummaryGroup(BaseModel):
     output_tokens: int
     cost_usd: float = Field(description="Sum of the priced requests' estimated cost")
     unpriced_requests: int = Field(description="Requests whose price is unknown (not in cost_usd)")
+    unbilled_failures: int = Field(
+        default=0, description="Of the failures, those the provider did not charge for "
+        "(an error before any generation: recorded with 0 tokens and 0 cost)")
+    refusals: int = Field(
+        default=0, description="Answers refused or blocked by the provider "
+        "(finish_reason refusal or content_filter), with or without text")
 
 
 class UsageSummary(BaseModel):
@@ -78,12 +84,12 @@ class UsageSummary(BaseModel):
                 "groups": [{
                     "key": "gpt-4o", "label": "gpt-4o", "requests": 120, "failures": 2,
                     "input_tokens": 48000, "output_tokens": 21000, "cost_usd": 0.33,
-                    "unpriced_requests": 0,
+                    "unpriced_requests": 0, "unbilled_failures": 1, "refusals": 0,
                 }],
                 "totals": {
                     "key": None, "label": None, "requests": 120, "failures": 2,
                     "input_tokens": 48000, "output_tokens": 21000, "cost_usd": 0.33,
-                    "unpriced_requests": 0,
+                    "unpriced_requests": 0, "unbilled_failures": 1, "refusals": 0,
                 },
             }]
         }

@@ -52,6 +52,8 @@ class UsageRecord:
     specialist_version: int | None = None
     prompt_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    finish_reason: str | None = None
+    billed: bool = True
     cost_center: str | None = None
     auth_method: str | None = None  # none | header | jwt | api_key | admin_token
 

@@ -62,6 +62,10 @@ class SummaryRow:
     output_tokens: int
     cost_usd: float
     unpriced_requests: int
+    # Of `failures`, those the provider did not charge (recorded with 0 tokens and cost).
+    unbilled_failures: int = 0
+    # Answers refused or blocked (finish_reason refusal / content_filter), with text or not.
+    refusals: int = 0
 
 
 def _group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
@@ -90,6 +94,10 @@ def summary_statement(query: UsageQuery, group_by: GroupBy, dialect: str) -> Sel
             func.coalesce(func.sum(_c.output_tokens), 0).label("output_tokens"),
             func.coalesce(func.sum(_c.estimated_cost_usd), 0.0).label("cost_usd"),
             func.sum(case((_c.estimated_cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+            func.sum(case((_c.billed.is_(False), 1), else_=0)).label("unbilled"),
+            func.sum(
+                case((_c.finish_reason.in_(("refusal", "content_filter")), 1), else_=0)
+            ).label("refusals"),
         )
         .where(*query.where())
         .group_by(key)
@@ -108,6 +116,7 @@ async def summarize(engine: AsyncEngine, query: UsageQuery, group_by: GroupBy) -
             requests=int(row.requests), failures=int(row.failures),
             input_tokens=int(row.input_tokens), output_tokens=int(row.output_tokens),
             cost_usd=float(row.cost_usd), unpriced_requests=int(row.unpriced),
+            unbilled_failures=int(row.unbilled), refusals=int(row.refusals),
         )
         for row in rows
     ]
@@ -123,6 +132,8 @@ def totals(rows: Sequence[SummaryRow]) -> SummaryRow:
         output_tokens=sum(r.output_tokens for r in rows),
         cost_usd=sum(r.cost_usd for r in rows),
         unpriced_requests=sum(r.unpriced_requests for r in rows),
+        unbilled_failures=sum(r.unbilled_failures for r in rows),
+        refusals=sum(r.refusals for r in rows),
     )
 
 

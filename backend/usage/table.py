@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    true,
 )
 
 # Explicit names, so a constraint is called the same on SQLite and PostgreSQL and a
@@ -54,6 +55,12 @@ usage_log = Table(
     Column("specialist_version", Integer, nullable=True),
     Column("prompt_hash", String(64), nullable=True),
     Column("rate_limit_key_kind", String(16), nullable=True),
+    # Migration 0002. How the answer ended, normalised (stop, length, content_filter,
+    # refusal, tool_calls, error); NULL when no answer ended (a failure before it, or a
+    # row from before this column). `billed` is false for a failed call the provider did
+    # not charge for (an error status before any generation): tokens and cost are then 0.
+    Column("finish_reason", String(16), nullable=True),
+    Column("billed", Boolean, nullable=False, server_default=true()),
     # Who asked, as proved (migration 0003): the cost centre claim and how it was proved.
     Column("cost_center", String(200), nullable=True),
     Column("auth_method", String(16), nullable=True),

@@ -149,6 +149,9 @@ async def _message(
     request: web.Request, script: Script, body: dict[str, Any]
 ) -> web.StreamResponse:
     payload = _message_object(script, body, text="".join(script.chunks), streaming=False)
+    if script.error_with_200:  # a proxy's 200 whose body is the API's error object
+        error = {"type": script.stream_error_kind or "api_error", "message": script.error_message}
+        payload = {"type": "error", "error": error}
     raw = _dumps(payload).encode()
     headers = {"request-id": _id("req_"), "content-type": "application/json"}
     if script.cut_after_chunks is None:
@@ -171,8 +174,8 @@ def _message_object(
         "role": "assistant",
         "model": script.model or body.get("model"),
         # A stream's start event has no content yet and no stop reason.
-        "content": [] if streaming else [{"type": "text", "text": text}],
-        "stop_reason": None if streaming else "end_turn",
+        "content": [] if streaming or not text else [{"type": "text", "text": text}],
+        "stop_reason": None if streaming else script.stop_reason or "end_turn",
         "stop_sequence": None,
     }
     if not script.omit_usage:
@@ -184,11 +187,18 @@ def _message_object(
 
 
 def _input_usage(script: Script) -> dict[str, Any]:
-    return {
-        "input_tokens": script.input_tokens - script.cached_input_tokens,
-        "cache_creation_input_tokens": 0,
+    writes = script.cache_write_5m + script.cache_write_1h
+    usage: dict[str, Any] = {
+        "input_tokens": script.input_tokens - script.cached_input_tokens - writes,
+        "cache_creation_input_tokens": writes,
         "cache_read_input_tokens": script.cached_input_tokens,
     }
+    if writes:  # the split by lifetime (usage.cache_creation), sent once caching is used
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": script.cache_write_5m,
+            "ephemeral_1h_input_tokens": script.cache_write_1h,
+        }
+    return usage
 
 
 async def _stream(
@@ -210,37 +220,62 @@ async def _stream(
         await resp.prepare(request)
         start = _message_object(script, body, text="", streaming=True)
         await _send(resp, "message_start", {"type": "message_start", "message": start})
+        chunks = list(script.chunks)
+        first = chunks.pop(0) if script.text_in_block_start and chunks else ""
+        block = await _thinking_block(resp, script.thinking) if script.thinking else 0
         await _send(resp, "content_block_start", {
-            "type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""},
+            "type": "content_block_start", "index": block,
+            "content_block": {"type": "text", "text": first},
         })
         await _send(resp, "ping", {"type": "ping"})
-        for index in range(len(script.chunks) + 1):
+        for index in range(len(chunks) + 1):
             if index == script.stream_error_after:
-                error = {"type": error_type, "message": script.error_message}
+                kind = script.stream_error_kind or error_type
+                error = {"type": kind, "message": script.error_message}
                 await _send(resp, "error", {"type": "error", "error": error})
                 await resp.write_eof()
                 return resp
             if index == script.cut_after_chunks:
                 cut(request, resp)
                 return resp
-            if index == len(script.chunks):
+            if index == len(chunks):
                 break
             if script.chunk_delay:
                 await asyncio.sleep(script.chunk_delay)
             await _send(resp, "content_block_delta", {
-                "type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": script.chunks[index]},
+                "type": "content_block_delta", "index": block,
+                "delta": {"type": "text_delta", "text": chunks[index]},
             })
-        await _finish(resp, script, delta_input_usage)
+        await _finish(resp, script, delta_input_usage, block)
     return resp
 
 
-async def _finish(resp: web.StreamResponse, script: Script, delta_input_usage: bool) -> None:
+async def _thinking_block(resp: web.StreamResponse, thinking: list[str]) -> int:
+    """Extended thinking's block (index 0), as the API streams it; the text block is next."""
+    await _send(resp, "content_block_start", {
+        "type": "content_block_start", "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    })
+    for part in thinking:
+        await _send(resp, "content_block_delta", {
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": part},
+        })
+    await _send(resp, "content_block_delta", {
+        "type": "content_block_delta", "index": 0,
+        "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM" + "x" * 24},
+    })
     await _send(resp, "content_block_stop", {"type": "content_block_stop", "index": 0})
+    return 1
+
+
+async def _finish(
+    resp: web.StreamResponse, script: Script, delta_input_usage: bool, block: int = 0
+) -> None:
+    await _send(resp, "content_block_stop", {"type": "content_block_stop", "index": block})
     delta: dict[str, Any] = {
         "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "delta": {"stop_reason": script.stop_reason or "end_turn", "stop_sequence": None},
     }
     if not script.omit_usage:
         # Cumulative counts: output is the whole answer's, not this event's share.

@@ -12,6 +12,7 @@ API_KEY_INVALID. The key is read from `x-goog-api-key` or, as Google also accept
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,6 +51,26 @@ class GoogleScript(Script):
     block_reason: str | None = None  # a blocked prompt: 200, promptFeedback, no candidates
     # The contract's Retry-After header; the real API only sends the body's RetryInfo.
     retry_after_header: bool = True
+    # The first N hops end with finishReason CONTINUATION and a continuationToken; each
+    # sends `continuation_text` and bills the script's usage, the last hop the chunks.
+    continuation_hops: int = 0
+    continuation_text: str = "Part one. "
+    # The in-stream error as the API writes a failing stream's google.rpc.Status: bare,
+    # pretty-printed JSON outside the SSE framing (which the SDK rebuilds line by line).
+    status_outside_sse: bool = False
+
+
+def continuation_token(hop: int) -> str:
+    """The token hop `hop` (from 1) resumes from: base64 bytes, as the API sends them."""
+    return base64.b64encode(f"fake-hop-{hop}".encode()).decode()
+
+
+def hop_of(body: Any) -> int:
+    """Which hop a request is: 0 without a token, else the token's number."""
+    token = body.get("continuationToken") if isinstance(body, dict) else None
+    if not token:
+        return 0
+    return int(base64.b64decode(token).decode().removeprefix("fake-hop-"))
 
 
 _DEFAULTS = GoogleScript()
@@ -93,9 +114,24 @@ def build_app(state: FakeState) -> web.Application:
         if state.should_fail():
             return _scripted_error(script)
         model = script.model or resource.removeprefix("models/")
+        extra = _extra(script)
+        hop = hop_of(body)
+        if hop < extra.continuation_hops:
+            # Not the last hop: its own text, then CONTINUATION with the next hop's token.
+            script = GoogleScript(
+                chunks=[extra.continuation_text], input_tokens=script.input_tokens,
+                output_tokens=script.output_tokens, finish_reason="CONTINUATION",
+                model=script.model,
+            )
+            token = continuation_token(hop + 1)
+        else:
+            token = None
         if method == "generateContent":
-            return await _complete(request, script, model)
-        return await _stream(request, state, model, sse=request.query.get("alt") == "sse")
+            return await _complete(request, script, model, token=token)
+        return await _stream(
+            request, state, model, sse=request.query.get("alt") == "sse", script=script,
+            token=token,
+        )
 
     app = web.Application()
     app.router.add_post("/{version}/{target:.+}", handle)
@@ -183,7 +219,8 @@ def _usage(script: Script, output: int) -> dict[str, Any]:
 
 
 def _response(
-    script: Script, model: str, parts: list[dict[str, Any]], *, output: int, final: bool
+    script: Script, model: str, parts: list[dict[str, Any]], *, output: int, final: bool,
+    token: str | None = None,
 ) -> dict[str, Any]:
     extra = _extra(script)
     data: dict[str, Any] = {}
@@ -195,6 +232,8 @@ def _response(
             candidate["content"] = {"parts": parts, "role": "model"}
         if final and not script.omit_terminal:
             candidate["finishReason"] = extra.finish_reason
+            if token is not None:
+                candidate["continuationToken"] = token
         candidate["index"] = 0
         data["candidates"] = [candidate]
     if not script.omit_usage:
@@ -204,14 +243,20 @@ def _response(
     return data
 
 
-async def _complete(request: web.Request, script: Script, model: str) -> web.StreamResponse:
+async def _complete(
+    request: web.Request, script: Script, model: str, *, token: str | None = None
+) -> web.StreamResponse:
     parts: list[dict[str, Any]] = []
     if _extra(script).thoughts:
         parts.append({"text": "".join(_extra(script).thoughts), "thought": True})
     if script.chunks:
         parts.append({"text": "".join(script.chunks)})
     body = orjson.dumps(
-        _response(script, model, parts, output=script.output_tokens, final=True),
+        # No answer text, no candidate tokens: as the stream's single frame says too.
+        _response(
+            script, model, parts, output=script.output_tokens if script.chunks else 0,
+            final=True, token=token,
+        ),
         option=orjson.OPT_INDENT_2,
     )
     if script.cut_after_chunks is None:
@@ -225,7 +270,9 @@ async def _complete(request: web.Request, script: Script, model: str) -> web.Str
     return resp
 
 
-def _frames(script: Script, model: str) -> list[tuple[bool, dict[str, Any]]]:
+def _frames(
+    script: Script, model: str, token: str | None = None
+) -> list[tuple[bool, dict[str, Any]]]:
     """(is_answer_text, frame) in order: thought parts first, then the answer's chunks."""
     frames: list[tuple[bool, dict[str, Any]]] = [
         (False, _response(script, model, [{"text": t, "thought": True}], output=0, final=False))
@@ -234,22 +281,25 @@ def _frames(script: Script, model: str) -> list[tuple[bool, dict[str, Any]]]:
     count = len(script.chunks)
     for i, text in enumerate(script.chunks):
         running = script.output_tokens * (i + 1) // count
-        frames.append(
-            (True, _response(script, model, [{"text": text}], output=running, final=i == count - 1))
+        final = i == count - 1
+        frame = _response(
+            script, model, [{"text": text}], output=running, final=final, token=token
         )
+        frames.append((True, frame))
     if not count:
         frames.append((False, _response(script, model, [], output=0, final=True)))
     return frames
 
 
 async def _stream(
-    request: web.Request, state: FakeState, model: str, *, sse: bool
+    request: web.Request, state: FakeState, model: str, *, sse: bool, script: Script,
+    token: str | None,
 ) -> web.StreamResponse:
     content_type = "text/event-stream" if sse else "application/json; charset=UTF-8"
     resp = web.StreamResponse(headers={"Content-Type": content_type})
     with state.streaming():
         await resp.prepare(request)
-        if await _write_frames(request, resp, state.script, model, sse=sse):
+        if await _write_frames(request, resp, script, model, sse=sse, token=token):
             if not sse:
                 await resp.write(b"]")
             await resp.write_eof()
@@ -257,16 +307,21 @@ async def _stream(
 
 
 async def _write_frames(
-    request: web.Request, resp: web.StreamResponse, script: Script, model: str, *, sse: bool
+    request: web.Request, resp: web.StreamResponse, script: Script, model: str, *, sse: bool,
+    token: str | None = None,
 ) -> bool:
     """Write frames up to the scripted fault, one write each; False when the socket was cut."""
     answered = written = 0
     # The trailing sentinel lets a fault land after the last answer chunk too.
-    for is_answer, frame in [*_frames(script, model), (True, None)]:
+    for is_answer, frame in [*_frames(script, model, token), (True, None)]:
         if is_answer and answered == script.cut_after_chunks:
             cut(request, resp)
             return False
         if is_answer and answered == script.stream_error_after:
+            if sse and _extra(script).status_outside_sse:
+                error = orjson.dumps(_stream_error(script), option=orjson.OPT_INDENT_2)
+                await resp.write(error + b"\n")
+                return True
             await resp.write(_encode(_stream_error(script), sse=sse, first=not written))
             return True
         if frame is None:
@@ -280,7 +335,17 @@ async def _write_frames(
 
 
 def _stream_error(script: Script) -> dict[str, Any]:
-    return {"error": {"code": 500, "message": script.error_message, "status": "INTERNAL"}}
+    code = script.stream_error_code if isinstance(script.stream_error_code, int) else 500
+    error: dict[str, Any] = {
+        "code": code, "message": script.error_message,
+        "status": _STATUS_NAMES.get(code, "UNKNOWN"),
+    }
+    if code == 429 and script.retry_after is not None:
+        error["details"] = [{
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            "retryDelay": f"{script.retry_after}s",
+        }]
+    return {"error": error}
 
 
 def _encode(frame: dict[str, Any], *, sse: bool, first: bool) -> bytes:

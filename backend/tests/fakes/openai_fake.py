@@ -218,21 +218,27 @@ def _usage(script: Script) -> dict[str, Any]:
         "total_tokens": script.input_tokens + script.output_tokens,
         "prompt_tokens_details": {"cached_tokens": script.cached_input_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0, "audio_tokens": 0,
+            "reasoning_tokens": script.reasoning_tokens, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
         },
     }
 
 
 def _completion_body(script: Script, model: str) -> bytes:
+    if script.error_with_200:
+        # What some proxies answer once the upstream failed after they sent the 200.
+        return orjson.dumps({"error": _error_object(script)})
+    # A refusal: content null and the refusal text instead (ChatCompletionMessage).
+    content = None if script.refusal is not None else "".join(script.chunks) or None
     message: dict[str, Any] = {
-        "role": "assistant", "content": "".join(script.chunks), "refusal": None,
+        "role": "assistant", "content": content, "refusal": script.refusal,
         "annotations": [],
     }
+    finish = script.stop_reason or "stop"
     body: dict[str, Any] = {
         "id": f"chatcmpl-fake{next(_ids)}", "object": "chat.completion",
         "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "service_tier": "default", "system_fingerprint": _FINGERPRINT,
     }
     if not script.omit_usage:
@@ -271,16 +277,29 @@ def _stream_frames(script: Script, model: str, include_usage: bool) -> list[byte
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
 
     frames = [frame(choice({"role": "assistant", "content": "", "refusal": None}))]
-    frames.extend(frame(choice({"content": text})) for text in script.chunks)
-    frames.append(frame(choice({}, "stop")))
+    # vLLM / DeepSeek stream reasoning as `reasoning_content` deltas before the answer.
+    frames.extend(frame(choice({"reasoning_content": part})) for part in script.thinking)
+    if script.refusal is not None:  # streamed as `delta.refusal`, content staying null
+        half = len(script.refusal) // 2
+        parts = (script.refusal[:half], script.refusal[half:])
+        frames.extend(frame(choice({"refusal": part})) for part in parts)
+    else:
+        frames.extend(frame(choice({"content": text})) for text in script.chunks)
+    frames.append(frame(choice({}, script.stop_reason or "stop")))
     if include_usage:
         frames.append(frame([], _usage(script)))
     return frames
 
 
+def _error_object(script: Script) -> dict[str, Any]:
+    return {
+        "message": script.error_message, "type": script.stream_error_kind or "server_error",
+        "param": None, "code": script.stream_error_code,
+    }
+
+
 def _stream_error_frame(script: Script) -> bytes:
-    error = {"message": script.error_message, "type": "server_error", "param": None, "code": None}
-    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+    return b"data: " + orjson.dumps({"error": _error_object(script)}) + b"\n\n"
 
 
 async def _stream(

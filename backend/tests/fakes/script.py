@@ -34,6 +34,22 @@ class Script:
     cut_after_chunks: int | None = None  # drop the connection after N text chunks
     omit_terminal: bool = False  # end the body cleanly but without the terminal event
     stream_error_after: int | None = None  # send the API's in-stream error event after N chunks
+    stream_error_kind: str | None = None  # that error's `type` (None: the fake's usual one)
+    stream_error_code: str | int | None = None  # and its `code` (Gemini: the HTTP-like number)
+    # How an answer ends, in the provider's own words (None: its usual normal end), and
+    # the documented ways it may be no answer at all.
+    stop_reason: str | None = None  # OpenAI finish_reason / Anthropic stop_reason
+    refusal: str | None = None  # OpenAI: `message.refusal` / `delta.refusal`, content null
+    reasoning_tokens: int = 0  # of output_tokens, spent reasoning (OpenAI's details)
+    error_with_200: bool = False  # the whole body is the API's error object, with HTTP 200
+    # Anthropic: prompt-cache writes (part of input_tokens), and a proxy's habit of putting
+    # the first text into content_block_start instead of an empty block.
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    text_in_block_start: bool = False
+    # Reasoning streamed before the answer: Anthropic `thinking_delta`s in a thinking block,
+    # an OpenAI-compatible server's `delta.reasoning_content` (vLLM, DeepSeek).
+    thinking: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -77,7 +77,7 @@ async def test_complete_reads_text_usage_model_and_stop_reason() -> None:
         model="claude-answered-1",
         # Anthropic reports 25 uncached + 15 cache-read; ours counts all 40 as input.
         usage=Usage(input_tokens=40, output_tokens=9, cached_input_tokens=15),
-        finish_reason="end_turn",
+        finish_reason="stop", native_finish="end_turn",
     )
 
 
@@ -96,7 +96,7 @@ async def test_stream_relays_deltas_and_ends_with_cumulative_usage(
         StreamEnd(
             model="claude-test-1",
             usage=Usage(input_tokens=30, output_tokens=9, cached_input_tokens=4),
-            finish_reason="end_turn",
+            finish_reason="stop", native_finish="end_turn",
         ),
     ]
 
@@ -108,7 +108,9 @@ async def test_message_delta_counts_replace_message_start_counts() -> None:
     tally.update({"output_tokens": 20})
     assert tally.result() == Usage(input_tokens=7, output_tokens=20, cached_input_tokens=2)
     tally.update({"input_tokens": 6, "cache_creation_input_tokens": 3, "output_tokens": 25})
-    assert tally.result() == Usage(input_tokens=11, output_tokens=25, cached_input_tokens=2)
+    assert tally.result() == Usage(
+        input_tokens=11, output_tokens=25, cached_input_tokens=2, cache_write_tokens=3
+    )
 
 
 async def test_missing_usage_is_none_not_zero() -> None:
@@ -116,7 +118,8 @@ async def test_missing_usage_is_none_not_zero() -> None:
         completion = await p.complete(REQUEST)
         events = await collect(p)
     assert completion.usage is None
-    assert events[-1] == StreamEnd(model="claude-test-1", usage=None, finish_reason="end_turn")
+    assert events[-1] == StreamEnd(model="claude-test-1", usage=None, finish_reason="stop",
+                                   native_finish="end_turn")
 
 
 # --- what reached upstream --------------------------------------------------------------

@@ -89,7 +89,8 @@ async def test_non_streaming_reads_agree() -> None:
     sdk_text = "".join(b.text for b in message.content if b.type == "text")
     assert completion.text == sdk_text == "The answer"
     assert completion.model == message.model == "claude-answered-2"
-    assert completion.finish_reason == message.stop_reason == "end_turn"
+    assert completion.native_finish == message.stop_reason == "end_turn"
+    assert completion.finish_reason == "stop"
     assert message.id.startswith("msg_") and message.role == "assistant"
     _assert_usage_agrees(completion.usage, message.usage)
 
@@ -110,7 +111,8 @@ async def test_streaming_reads_agree(delta_input_usage: bool) -> None:
     end = events[-1]
     assert isinstance(end, StreamEnd)
     assert end.model == final.model == MODEL
-    assert end.finish_reason == final.stop_reason == "end_turn"
+    assert end.native_finish == final.stop_reason == "end_turn"
+    assert end.finish_reason == "stop"
     _assert_usage_agrees(end.usage, final.usage)
 
 

@@ -70,19 +70,19 @@ async def collect(
         assert end is None, "nothing may follow StreamEnd"
         if isinstance(event, TextDelta):
             texts.append(event.text)
-        else:
+        elif isinstance(event, StreamEnd):
             end = event
     assert end is not None
     return texts, end
 
 
 async def run(provider: GoogleProvider, mode: str) -> tuple[str, Usage | None, str | None, str]:
-    """(text, usage, finish_reason, model) from either mode, so tests can cover both."""
+    """(text, usage, Google's finish reason, model) from either mode, to cover both."""
     if mode == "complete":
         result: Completion = await provider.complete(REQUEST)
-        return result.text, result.usage, result.finish_reason, result.model
+        return result.text, result.usage, result.native_finish, result.model
     texts, end = await collect(provider)
-    return "".join(texts), end.usage, end.finish_reason, end.model
+    return "".join(texts), end.usage, end.native_finish, end.model
 
 
 MODES = pytest.mark.parametrize("mode", ["complete", "stream"])
@@ -95,7 +95,7 @@ async def test_complete_reads_text_usage_model_and_finish(session: aiohttp.Clien
     assert result.text == "Hello from the fake"
     assert result.usage == Usage(input_tokens=11, output_tokens=7, cached_input_tokens=4)
     assert result.model == "gemini-2.5-flash-001"
-    assert result.finish_reason == "STOP"
+    assert (result.finish_reason, result.native_finish) == ("stop", "STOP")
 
 
 async def test_stream_relays_each_chunk_and_keeps_the_last_cumulative_usage(
@@ -107,7 +107,7 @@ async def test_stream_relays_each_chunk_and_keeps_the_last_cumulative_usage(
     assert texts == ["Hello", " from", " the fake"]
     assert end.usage == Usage(input_tokens=11, output_tokens=7, cached_input_tokens=3)
     assert end.model == MODEL
-    assert end.finish_reason == "STOP"
+    assert (end.finish_reason, end.native_finish) == ("stop", "STOP")
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,9 @@ async def test_thought_parts_are_not_the_answer_but_their_tokens_are_output(
     async with start(script) as (url, _):
         text, usage, _, _ = await run(make(session, url), mode)
     assert text == "Hello from the fake"
-    assert usage == Usage(input_tokens=11, output_tokens=7 + 20, cached_input_tokens=0)
+    assert usage == Usage(
+        input_tokens=11, output_tokens=7 + 20, cached_input_tokens=0, reasoning_tokens=20
+    )
 
 
 @MODES
@@ -179,7 +181,7 @@ async def test_a_safety_block_is_an_empty_answer_with_its_reason(
     async with start(script) as (url, _):
         text, usage, finish, _ = await run(make(session, url), mode)
     assert text == ""
-    assert finish == (script.block_reason or "SAFETY")
+    assert finish == (f"blockReason:{script.block_reason}" if script.block_reason else "SAFETY")
     assert usage is not None and usage.input_tokens == 11  # still billed, still recorded
 
 

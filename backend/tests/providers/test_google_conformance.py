@@ -90,6 +90,7 @@ def sdk_usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage 
         input_tokens=(meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0),
         output_tokens=(meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
         cached_input_tokens=meta.cached_content_token_count or 0,
+        reasoning_tokens=meta.thoughts_token_count,
     )
 
 
@@ -115,7 +116,7 @@ async def test_complete_reads_what_the_sdk_reads(
     assert mine.usage == sdk_usage(theirs.usage_metadata)
     assert mine.model == theirs.model_version
     assert theirs.candidates and theirs.candidates[0].finish_reason is not None
-    assert mine.finish_reason == theirs.candidates[0].finish_reason.value
+    assert mine.native_finish == theirs.candidates[0].finish_reason.value
     assert len(state.requests) == 2
     assert_same_request(*state.requests)
 
@@ -250,7 +251,7 @@ async def test_a_blocked_prompt_reads_the_same(
         text, usage, finish = await our_call(ours(session, url), mode)
     assert theirs.text is None and text == ""
     assert theirs.prompt_feedback is not None and theirs.prompt_feedback.block_reason is not None
-    assert finish == theirs.prompt_feedback.block_reason.value
+    assert finish == f"blockReason:{theirs.prompt_feedback.block_reason.value}"
     assert usage == sdk_usage(theirs.usage_metadata)
 
 
@@ -264,17 +265,17 @@ async def sdk_call(sdk: AsyncClient, mode: str) -> None:
 
 
 async def our_call(provider: GoogleProvider, mode: str) -> tuple[str, Usage | None, str | None]:
-    """One adapter call in either mode: (text, usage, finish reason)."""
+    """One adapter call in either mode: (text, usage, Google's own finish reason)."""
     request = CompletionRequest(model=MODEL, messages=(Message("user", "Hi"),))
     if mode == "complete":
         result = await provider.complete(request)
-        return result.text, result.usage, result.finish_reason
+        return result.text, result.usage, result.native_finish
     texts: list[str] = []
     async for event in provider.stream(request):
         if isinstance(event, TextDelta):
             texts.append(event.text)
-        else:
-            return "".join(texts), event.usage, event.finish_reason
+        elif isinstance(event, StreamEnd):
+            return "".join(texts), event.usage, event.native_finish
     raise AssertionError("stream ended without StreamEnd")
 
 

@@ -83,8 +83,9 @@ async def test_complete_reads_text_usage_and_model(session: aiohttp.ClientSessio
         result = await provider(session, url).complete(REQUEST)
     assert result == Completion(
         text="Hello from the fake", model="gpt-4o-2024-08-06",
-        usage=Usage(input_tokens=120, output_tokens=9, cached_input_tokens=64),
-        finish_reason="stop",
+        usage=Usage(input_tokens=120, output_tokens=9, cached_input_tokens=64,
+                    reasoning_tokens=0),
+        finish_reason="stop", native_finish="stop",
     )
     assert "stream" not in state.requests[0].json
 
@@ -100,8 +101,9 @@ async def test_stream_relays_each_delta_then_ends_with_usage(
         TextDelta("Bon"), TextDelta("jour"), TextDelta(" à vous"),
         StreamEnd(
             model="gpt-4o-2024-08-06",
-            usage=Usage(input_tokens=50, output_tokens=4, cached_input_tokens=32),
-            finish_reason="stop",
+            usage=Usage(input_tokens=50, output_tokens=4, cached_input_tokens=32,
+                        reasoning_tokens=0),
+            finish_reason="stop", native_finish="stop",
         ),
     ]
 
@@ -133,7 +135,7 @@ async def test_stream_usage_exists_only_because_we_ask_for_it(
             raw = await response.read()
     assert state.requests[0].json["stream"] is True
     assert state.requests[0].json["stream_options"] == {"include_usage": True}
-    assert isinstance(end, StreamEnd) and end.usage == Usage(11, 7, 0)
+    assert isinstance(end, StreamEnd) and end.usage == Usage(11, 7, 0, reasoning_tokens=0)
     assert b'"usage"' not in raw and raw.endswith(b"data: [DONE]\n\n")
 
 

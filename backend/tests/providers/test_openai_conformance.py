@@ -70,9 +70,11 @@ def sdk_usage(usage: Any) -> Usage | None:
     if usage is None:
         return None
     details = usage.prompt_tokens_details
+    output = usage.completion_tokens_details
     return Usage(
         input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
         cached_input_tokens=details.cached_tokens if details else None,
+        reasoning_tokens=output.reasoning_tokens if output else None,
     )
 
 
@@ -202,4 +204,4 @@ async def test_missing_done_is_where_we_are_stricter(session: aiohttp.ClientSess
         text, usage, _model = await sdk_stream(client)
         with pytest.raises(ProviderStreamCut):
             await adapter_stream(adapter(session, url))
-    assert text == "Hello from the fake" and usage == Usage(11, 7, 0)
+    assert text == "Hello from the fake" and usage == Usage(11, 7, 0, reasoning_tokens=0)

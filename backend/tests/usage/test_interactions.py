@@ -102,7 +102,10 @@ async def _send_upstream_error(portal: Portal, provider: str) -> str:
     row = await _row(portal.engine, request_id)
     assert row["success"] is False and row["error_kind"] == response.json()["error"]
     assert row["streamed"] is False and row["output_tokens"] == 0
-    assert row["tokens_estimated"] is True  # nothing was reported
+    # A 500 before any generation is not billed: zero tokens, zero cost, flagged, not guessed.
+    assert (row["input_tokens"], row["estimated_cost_usd"]) == (0, 0.0)
+    assert row["billed"] is False and row["tokens_estimated"] is False
+    assert row["finish_reason"] is None
     return request_id
 
 

@@ -94,6 +94,7 @@ async def test_alembic_upgrade_head_from_the_repository_root(database_url: str) 
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
     assert b"Running upgrade  -> 0001" in stderr
+    assert b"Running upgrade 0001 -> 0002" in stderr
     engine = make_engine(database_url)
     try:
         assert (await schema_state(engine)).is_current
@@ -155,5 +156,47 @@ async def test_a_worker_that_loses_the_migration_race_still_starts(
     try:
         await migrations.ensure_schema(engine, auto_migrate=True)  # no error
         assert (await schema_state(engine)).is_current
+    finally:
+        await engine.dispose()
+
+
+async def test_0002_adds_finish_reason_and_billed_keeping_old_rows(database_url: str) -> None:
+    """A database at 0001 with a row in it: 0002 keeps the row, NULL reason and billed true."""
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = make_engine(database_url)
+    try:
+        config = migrations.alembic_config()
+
+        def to(revision: str) -> Any:
+            def run(connection: Connection) -> None:
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+            return run
+
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0001"))
+            await conn.execute(text(
+                "INSERT INTO usage_log (timestamp, specialist_id, specialist_name, provider, "
+                "model, input_tokens, output_tokens, latency_ms, success, request_id, streamed, "
+                "tokens_estimated) VALUES (CURRENT_TIMESTAMP, 's', 'S', 'openai', 'm', 1, 2, "
+                "3.0, true, 'old-row', false, false)"
+            ))
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0002"))
+        async with engine.connect() as conn:
+            row = (await conn.execute(
+                text("SELECT finish_reason, billed FROM usage_log WHERE request_id = 'old-row'")
+            )).one()
+        assert row.finish_reason is None and bool(row.billed) is True
+        async with engine.begin() as conn:  # the writer writes today's table: the head's
+            await conn.run_sync(to("head"))
+        await insert_batch(engine, [make_record(finish_reason="length", billed=False)])
+        async with engine.connect() as conn:
+            rows = (await conn.execute(
+                text("SELECT finish_reason, billed FROM usage_log WHERE request_id <> 'old-row'")
+            )).all()
+        assert [(r.finish_reason, bool(r.billed)) for r in rows] == [("length", False)]
     finally:
         await engine.dispose()

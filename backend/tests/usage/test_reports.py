@@ -43,6 +43,9 @@ def _records(n: int) -> list[UsageRecord]:
             cached_input_tokens=rng.choice([None, 0, 12]), tokens_estimated=failed,
             specialist_version=rng.choice([None, 1, 2]), prompt_hash="c" * 64,
             rate_limit_key_kind=rng.choice(["ip", "user"]),
+            finish_reason=None if failed else rng.choice(["stop", "length", "refusal",
+                                                          "content_filter"]),
+            billed=not failed or rng.random() < 0.5,
         ))
     return records
 
@@ -65,6 +68,8 @@ def _expected(records: list[UsageRecord], group_by: str) -> dict[str | None, dic
         g["output_tokens"] += r.output_tokens
         g["cost_usd"] += r.estimated_cost_usd or 0.0
         g["unpriced_requests"] += r.estimated_cost_usd is None
+        g["unbilled_failures"] += not r.billed
+        g["refusals"] += r.finish_reason in ("refusal", "content_filter")
     return groups
 
 
@@ -92,7 +97,7 @@ async def test_summary_sums_equal_the_rows_for_every_grouping(portal: Portal) ->
         assert set(got) == set(expected), group_by
         for key, sums in expected.items():
             for name in ("requests", "failures", "input_tokens", "output_tokens",
-                         "unpriced_requests"):
+                         "unpriced_requests", "unbilled_failures", "refusals"):
                 assert got[key][name] == sums[name], (group_by, key, name)
             assert got[key]["cost_usd"] == pytest.approx(sums["cost_usd"], rel=1e-9)
         assert body["totals"]["requests"] == len(in_range)
@@ -140,7 +145,7 @@ def _typed(cells: dict[str, str]) -> dict[str, Any]:
     # How a finance tool reads the CSV back: empty is null, true/false, ISO times, numbers.
     ints = {"id", "input_tokens", "output_tokens", "cached_input_tokens", "specialist_version"}
     floats = {"estimated_cost_usd", "latency_ms"}
-    bools = {"success", "streamed", "tokens_estimated"}
+    bools = {"success", "streamed", "tokens_estimated", "billed"}
     out: dict[str, Any] = {}
     for name, text in cells.items():
         if text == "" and name not in bools:

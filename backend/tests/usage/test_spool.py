@@ -90,3 +90,17 @@ def test_leftover_segments_are_counted_at_start_up_and_new_appends_go_after_them
     again.append([new])
     assert _read_all(again) == [r.request_id for r in [*old, new]]
     again.close()
+
+
+def test_a_line_spooled_before_migration_0002_reads_with_the_new_fields_defaulted() -> None:
+    """A spool left by the previous release has no finish_reason or billed: still replayable."""
+    import orjson
+
+    from backend.usage.record import UsageRecord
+
+    record = make_record(finish_reason="refusal", billed=False)
+    old = {k: v for k, v in orjson.loads(record.to_json()).items()
+           if k not in ("finish_reason", "billed")}
+    parsed = UsageRecord.from_json(orjson.dumps(old))
+    assert (parsed.finish_reason, parsed.billed) == (None, True)
+    assert UsageRecord.from_json(record.to_json()) == record  # and new lines round-trip
