@@ -26,12 +26,14 @@ from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine
 from backend.database.migrations import prepare_schema
+from backend.observability.metrics import build_metrics
+from backend.observability.multiprocess import worker_exiting
 from backend.openai_api.models import check_aliases
-from backend.providers.factory import ProviderFactory
+from backend.providers.factory import PROVIDER_NAMES, ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.ratelimit.server_proxy import ServerProxyHeadersOff
 from backend.resilience.runner import Resilience
-from backend.routes import chat, health, openai_compat, specialists, usage, ws
+from backend.routes import chat, health, metrics, openai_compat, specialists, usage, ws
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
 
@@ -62,7 +64,12 @@ async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
     specialists = SpecialistManager.from_file(settings.specialists_file)
     check_aliases(settings.model_aliases, specialists)
-    resilience = Resilience.from_settings(settings)
+    metrics = build_metrics(
+        enabled=settings.metrics_enabled, multiproc_dir=settings.prometheus_multiproc_dir,
+        specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
+        providers=PROVIDER_NAMES,
+    )
+    resilience = Resilience.from_settings(settings, metrics=metrics)
     engine = make_engine(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
     )
@@ -75,10 +82,11 @@ async def build_services(settings: Settings) -> Services:
         await engine.dispose()
         raise
     rate_limits = await build_rate_limits(settings, specialists)
+    rate_limits.metrics = metrics
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
     )
-    recorder = UsageRecorder.from_settings(settings, engine)
+    recorder = UsageRecorder.from_settings(settings, engine, metrics)
     recorder.start()
     providers = ProviderFactory(settings, session, os.environ)
     chat_service = ChatService(
@@ -92,6 +100,7 @@ async def build_services(settings: Settings) -> Services:
             max_total_chars=settings.max_total_chars,
         ),
         resilience=resilience,
+        metrics=metrics,
     )
     return Services(
         settings=settings,
@@ -102,6 +111,7 @@ async def build_services(settings: Settings) -> Services:
         recorder=recorder,
         rate_limits=rate_limits,
         chat=chat_service,
+        metrics=metrics,
     )
 
 
@@ -111,6 +121,8 @@ async def close_services(services: Services) -> None:
     await services.rate_limits.close()
     await services.session.close()
     await services.engine.dispose()
+    if services.metrics.enabled and services.settings.prometheus_multiproc_dir is not None:
+        worker_exiting(services.settings.prometheus_multiproc_dir)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -161,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
+    app.include_router(metrics.router)
     return app
 
 

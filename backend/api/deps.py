@@ -18,6 +18,8 @@ from starlette.responses import Response
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError
+from backend.observability.metrics import PortalMetrics
+from backend.observability.outcomes import outcome_of
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
@@ -38,6 +40,7 @@ class Services:
     recorder: UsageRecorder
     rate_limits: RateLimits
     chat: ChatService
+    metrics: PortalMetrics
 
 
 def get_services(request: Request) -> Services:
@@ -134,31 +137,52 @@ class RateLimitedRoute(APIRoute):
     Subclasses say where a request names its specialist (`specialist_of`)."""
 
     specialist_of: SpecialistOf = staticmethod(specialist_in_body)
+    transport: str | None = None  # the metrics' label; None: `stream` or `send` by path
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, preceded by the rate limit."""
         handler = super().get_route_handler()
         specialist_of = self.specialist_of
+        transport = self.transport or ("stream" if self.path.endswith("/stream") else "send")
 
         async def limited(request: Request) -> Response:
-            await enforce_rate_limit(request, get_services(request), specialist_of)
-            return await handler(request)
+            services = get_services(request)
+            request.state.transport = transport
+            try:
+                await enforce_rate_limit(request, services, specialist_of)
+                return await handler(request)
+            except BaseException as exc:
+                count_refusal(request, services.metrics, transport, exc)
+                raise
 
         return limited
 
 
+def count_refusal(
+    connection: HTTPConnection, metrics: PortalMetrics, transport: str, exc: BaseException
+) -> None:
+    """Count a chat request that failed before the chat service took it (which counts its own)."""
+    context: RequestContext | None = getattr(connection.state, "chat_context", None)
+    if context is None or not context.counted:
+        metrics.chat_refused(transport, None, outcome_of(exc))
+
+
 
 def request_context(
-    connection: HTTPConnection, decision: RateDecision, *, request_id: str, received_at: float
+    connection: HTTPConnection, decision: RateDecision, *, request_id: str, received_at: float,
+    transport: str,
 ) -> RequestContext:
     """One chat request's context on any transport (a WebSocket builds one per message),
     after `take_rate_limit_token` has identified the caller on `connection`."""
-    return RequestContext(
+    context = RequestContext(
         request_id=request_id,
         received_at=received_at,
         user_email_hash=connection.state.user_email_hash,
         rate_limit_key_kind=decision.key_kind,
+        transport=transport,
     )
+    connection.state.chat_context = context  # what `count_refusal` looks at
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +203,7 @@ async def chat_call(request: Request) -> ChatCall:
     context = request_context(
         request, decision,
         request_id=request.state.request_id, received_at=request.state.received_at,
+        transport=request.state.transport,
     )
     return ChatCall(get_services(request), context)
 
@@ -196,8 +221,27 @@ async def require_admin(request: Request, settings: SettingsDep) -> None:
     """Admin endpoints: 404 while ADMIN_TOKEN is unset (as if absent), 401 without the token."""
     if settings.admin_token is None:
         raise StarletteHTTPException(404, "Not Found")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    expected = settings.admin_token.get_secret_value().encode()
-    # Constant-time, so the token can't be guessed byte by byte from response times.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+    if not _bearer_matches(request, settings.admin_token.get_secret_value()):
         raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
+
+
+class MetricsAuthRequired(PortalError):
+    """GET /metrics was called without METRICS_TOKEN as its bearer token."""
+
+    code = "unauthorized"
+
+
+async def require_metrics_token(request: Request, settings: SettingsDep) -> None:
+    """/metrics: open while METRICS_TOKEN is unset (like /health), else 401 without it."""
+    if settings.metrics_token is None:
+        return
+    if not _bearer_matches(request, settings.metrics_token.get_secret_value()):
+        raise MetricsAuthRequired("this endpoint needs Authorization: Bearer <METRICS_TOKEN>")
+
+
+def _bearer_matches(request: Request, expected: str) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    # Constant-time, so the token can't be guessed byte by byte from response times.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    )

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from backend.api.deps import AdminAuthRequired
+from backend.api.deps import AdminAuthRequired, MetricsAuthRequired
 from backend.errors import InvalidRequest, PortalError, RequestTooLarge
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
@@ -47,6 +47,7 @@ class JSONError(Response):
 STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (RequestTooLarge, 413),
     (AdminAuthRequired, 401),
+    (MetricsAuthRequired, 401),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
@@ -94,7 +95,7 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     headers: dict[str, str] = {}
     if isinstance(exc, (ProviderRateLimited, CircuitOpen)) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    if isinstance(exc, AdminAuthRequired):
+    if isinstance(exc, (AdminAuthRequired, MetricsAuthRequired)):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, ProviderError):
         log.warning("upstream failure %s from %s: %s", exc.code, exc.provider, exc.message)

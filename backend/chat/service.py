@@ -17,6 +17,8 @@ from typing import TypeVar
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
+from backend.observability.outcomes import outcome_of_kind
 from backend.providers.base import (
     Completion,
     CompletionRequest,
@@ -51,7 +53,7 @@ class ChatLimits:
     max_total_chars: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestContext:
     """Who asked, and when the request arrived (latency runs from here to the last byte)."""
 
@@ -59,6 +61,8 @@ class RequestContext:
     received_at: float  # time.perf_counter() at receipt
     user_email_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    transport: str = "send"  # send | stream | ws | v1: the metrics' transport label
+    counted: bool = False  # set once the metrics hold this request, so no edge counts it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class Outcome:
     error: PortalError | None = None
     error_kind: str | None = None
     provider: str = ""  # the provider tried last: the one that answered, on success
+    requested_model: str | None = None  # the configured model that answered (a metric label)
 
 
 class ChatService:
@@ -100,6 +105,7 @@ class ChatService:
         recorder: UsageRecorder,
         limits: ChatLimits,
         resilience: Resilience | None = None,
+        metrics: PortalMetrics = NULL_METRICS,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -107,6 +113,7 @@ class ChatService:
         self._recorder = recorder
         self._limits = limits
         self._resilience = resilience or Resilience.off()
+        self.metrics = metrics
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -130,6 +137,7 @@ class ChatService:
         try:
             answered = await self._run(chat, _complete, outcome)
             completion: Completion = answered.value
+            outcome.requested_model = answered.request.model
             outcome.model, outcome.usage = completion.model, completion.usage
             outcome.output_chars = len(completion.text)
         except PortalError as exc:
@@ -169,6 +177,7 @@ class ChatService:
             self._record(chat, outcome, streamed=True)
             raise
         first, events = answered.value
+        outcome.requested_model = answered.request.model
         return ChatStream(self, chat, first, events, outcome, breaker=answered.breaker)
 
     def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
@@ -222,7 +231,21 @@ class ChatService:
             rate_limit_key_kind=context.rate_limit_key_kind,
         )
         self._recorder.record(record)
+        self._report(context, outcome, record)
         return record
+
+    def _report(self, context: RequestContext, outcome: Outcome, record: UsageRecord) -> None:
+        context.counted = True
+        if self.metrics.enabled:
+            self.metrics.chat_finished(
+                context.transport, record.specialist_id, record.provider,
+                outcome.requested_model or outcome.model,
+                outcome=outcome_of_kind(outcome.error_kind, outcome.error),
+                seconds=record.latency_ms / 1000, input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                cached_input_tokens=record.cached_input_tokens or 0,
+                cost_usd=record.estimated_cost_usd,
+            )
 
 
 class ChatStream:
@@ -249,9 +272,12 @@ class ChatStream:
     async def events(self) -> AsyncIterator[StreamEvent]:
         """Yield every event; record the interaction when the stream ends, however it ends."""
         outcome = self.outcome
+        metrics = self._service.metrics
+        metrics.stream_opened()
         try:
             if self._first is not None:
                 first, self._first = self._first, None
+                self._first_token(metrics)
                 yield self._observe(first)
             async for event in self._rest:
                 yield self._observe(event)
@@ -268,7 +294,17 @@ class ChatStream:
                 await close_events(self._rest)
             finally:
                 # Even if a provider's clean-up raises, the interaction is still recorded.
+                metrics.stream_closed()
                 self.record = self._service._record(self.chat, outcome, streamed=True)
+
+    def _first_token(self, metrics: PortalMetrics) -> None:
+        if metrics.enabled:
+            context, outcome = self.chat.context, self.outcome
+            metrics.first_token(
+                context.transport, str(self.chat.specialist.id), outcome.provider,
+                outcome.requested_model or outcome.model,
+                time.perf_counter() - context.received_at,
+            )
 
     def _observe(self, event: StreamEvent) -> StreamEvent:
         if isinstance(event, StreamEnd):

@@ -88,10 +88,10 @@ class Settings(BaseSettings):
     # Bearer token for /usage/*; unset, those endpoints answer 404.
     admin_token: SecretStr | None = None
 
-    @field_validator("admin_token", mode="before")
+    @field_validator("admin_token", "metrics_token", mode="before")
     @classmethod
-    def _admin_token(cls, value: object) -> object:
-        # An empty `ADMIN_TOKEN=` line means unset (endpoints hidden), not an empty password.
+    def _bearer_token(cls, value: object) -> object:
+        # An empty `ADMIN_TOKEN=` line means unset (no token), not an empty password.
         if isinstance(value, str) and not value.strip():
             return None
         if isinstance(value, str) and len(value) < 16:
@@ -159,6 +159,19 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=0)
     breaker_cool_down_seconds: float = Field(default=30.0, gt=0)
     sse_keepalive_seconds: float = Field(default=15.0, ge=0)
+
+    # Observability (README, "Operating the portal").
+    metrics_enabled: bool = True
+    # Bearer token for GET /metrics; unset, /metrics is open like /health.
+    metrics_token: SecretStr | None = None
+    # prometheus-client's own variable, for `--workers N`; it must be in the process
+    # environment (the library reads it at import), so a value only in .env stops start-up.
+    prometheus_multiproc_dir: Path | None = None
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _blank_dir(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("openai_base_url", "anthropic_base_url", "google_base_url")
     @classmethod

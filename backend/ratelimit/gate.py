@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
 from backend.ratelimit.base import BackendUnavailable, Bucket, RateDecision, RateLimiter
 from backend.ratelimit.keys import Network, client_ip
 from backend.ratelimit.policy import RatePolicy
@@ -46,6 +47,7 @@ class RateLimits:
         trusted_proxies: Sequence[Network] = (),
         fail_open: bool = True,
         backend: str = "memory",
+        metrics: PortalMetrics = NULL_METRICS,
     ) -> None:
         self.limiter = limiter
         self.policy = policy
@@ -53,6 +55,7 @@ class RateLimits:
         self.fail_open = fail_open
         self.backend = backend
         self.stats = RateLimitStats()
+        self.metrics = metrics  # build_services sets the app's own
         self._outage_counted = 0  # requests decided without the store in the current outage
 
     @property
@@ -93,6 +96,7 @@ class RateLimits:
             self.stats.admitted += 1
         else:
             self.stats.rejected += 1
+            self.metrics.rate_limited(_scope(decision))
         return decision
 
     def _unavailable(self, buckets: Sequence[Bucket], exc: BackendUnavailable) -> RateDecision:
@@ -104,13 +108,15 @@ class RateLimits:
                 else "closed (requests get 503)",
             )
         self._outage_counted += 1
+        decision = RateDecision.backend_unavailable(
+            buckets, fail_open=self.fail_open, retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS
+        )
         if self.fail_open:
             self.stats.failed_open += 1
         else:
             self.stats.failed_closed += 1
-        return RateDecision.backend_unavailable(
-            buckets, fail_open=self.fail_open, retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS
-        )
+            self.metrics.rate_limited(_scope(decision))
+        return decision
 
     def snapshot(self) -> dict[str, object]:
         """What /health reports about the limiter."""
@@ -119,3 +125,8 @@ class RateLimits:
     async def close(self) -> None:
         """Close the backend's connections."""
         await self.limiter.close()
+
+
+def _scope(decision: RateDecision) -> str:
+    """The deciding bucket's scope: a specialist's own limit, else the ip or user bucket."""
+    return "specialist" if decision.specialist else decision.key_kind

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
 from backend.config.settings import Settings
+from backend.observability.metrics import NULL_METRICS, PortalMetrics, attempt_result
 from backend.providers.base import CompletionRequest, Provider
 from backend.providers.errors import ProviderError, ProviderNotConfigured
 from backend.providers.factory import PROVIDER_NAMES, check_provider_name
@@ -60,6 +61,7 @@ class Resilience:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        metrics: PortalMetrics = NULL_METRICS,
     ) -> None:
         self.policy = policy
         self.breakers = breakers
@@ -67,9 +69,12 @@ class Resilience:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._metrics = metrics
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Resilience:
+    def from_settings(
+        cls, settings: Settings, *, metrics: PortalMetrics = NULL_METRICS
+    ) -> Resilience:
         """Build from settings; an unknown provider in PROVIDER_TIMEOUTS stops start-up."""
         for name in settings.provider_timeouts:
             check_provider_name(name)
@@ -84,13 +89,14 @@ class Resilience:
         breakers = BreakerRegistry(
             threshold=settings.breaker_failure_threshold,
             cool_down=settings.breaker_cool_down_seconds,
+            on_change=metrics.circuit,
         )
         first_token = {
             name: bound
             for name in PROVIDER_NAMES
             if (bound := provider_timeouts(settings, name).first_token) is not None
         }
-        return cls(policy=policy, breakers=breakers, first_token=first_token)
+        return cls(policy=policy, breakers=breakers, first_token=first_token, metrics=metrics)
 
     @classmethod
     def off(cls) -> Resilience:
@@ -135,6 +141,7 @@ class Resilience:
                     request, model=route.model, temperature=route.temperature,
                     max_output_tokens=route.max_output_tokens,
                 )
+                self._metrics.fallback(tried.provider, provider.name)
             tried.provider, tried.model = provider.name, request.model
             try:
                 return await self._on_target(provider, request, call, started)
@@ -160,7 +167,10 @@ class Resilience:
             while True:
                 try:
                     value = await call(provider, request)
-                except ProviderError as exc:
+                except BaseException as exc:
+                    self._metrics.attempt(provider.name, request.model, attempt_result(exc))
+                    if not isinstance(exc, ProviderError):
+                        raise
                     elapsed = self._clock() - started
                     wait = self.policy.delay(attempt, exc, elapsed=elapsed, rand=self._rand())
                     if wait is None:
@@ -173,6 +183,7 @@ class Resilience:
                     await self._sleep(wait)
                     attempt += 1
                     continue
+                self._metrics.attempt(provider.name, request.model, "ok")
                 failed = False
                 return Answered(value, provider, request, breaker)
         finally:

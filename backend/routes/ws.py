@@ -28,7 +28,7 @@ from fastapi import APIRouter, WebSocket, status
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
-from backend.api.deps import Services, request_context, take_rate_limit_token
+from backend.api.deps import Services, count_refusal, request_context, take_rate_limit_token
 from backend.api.errors import problems, status_for
 from backend.chat.schemas import ChatRequest
 from backend.chat.service import ChatStream, close_events
@@ -118,6 +118,7 @@ class ChatSocket:
                     f"more than {self._inbox.maxsize} messages are waiting; wait for an "
                     "answer (its final chunk or error) before sending more"
                 )
+                self._services.metrics.chat_refused("ws", None, "rate_limited")
                 try:
                     await self._send(error_message(refused, uuid.uuid4().hex, status=429))
                 except _Gone:
@@ -134,8 +135,13 @@ class ChatSocket:
     async def _turn(self, incoming: _Incoming) -> None:
         """Answer one message; every failure becomes an error message on the same socket."""
         request_id = uuid.uuid4().hex
+        self._ws.state.chat_context = None  # this turn's, once built
         try:
-            await self._answer(incoming, request_id)
+            try:
+                await self._answer(incoming, request_id)
+            except BaseException as exc:
+                count_refusal(self._ws, self._services.metrics, "ws", exc)
+                raise
         except PortalError as exc:
             await self._send(error_message(exc, request_id))
         except ValidationError as exc:
@@ -163,7 +169,8 @@ class ChatSocket:
             raise InvalidRequest("the message is not valid JSON")
         body = ChatRequest.model_validate(data)
         context = request_context(
-            self._ws, decision, request_id=request_id, received_at=incoming.received_at
+            self._ws, decision, request_id=request_id, received_at=incoming.received_at,
+            transport="ws",
         )
         chat = self._services.chat.prepare(body, context=context)
         await self._relay(await self._services.chat.open_stream(chat))

@@ -1,0 +1,20 @@
+"""GET /metrics: the Prometheus text format, all workers summed under multiprocess mode."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from backend.api.deps import ServicesDep, require_metrics_token
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", dependencies=[Depends(require_metrics_token)])
+async def metrics(services: ServicesDep) -> Response:
+    """Every instrument, for a Prometheus scrape (404 while METRICS_ENABLED is false)."""
+    if not services.metrics.enabled:
+        raise StarletteHTTPException(404, "Not Found")
+    body, content_type = services.metrics.render()
+    return Response(body, media_type=content_type)
