@@ -23,6 +23,7 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from backend.observability.labels import LabelSets, label_sets
 from backend.observability.multiprocess import prepare_directory
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,8 @@ BATCH_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
 TRANSPORTS: Final = ("send", "stream", "ws", "v1")
-ATTEMPT_RESULTS: Final = (
-    "ok", "rate_limited", "unavailable", "timeout", "stream_cut", "bad_request", "auth",
-    "error", "cancelled",
-)
 RATE_LIMIT_SCOPES: Final = ("ip", "user", "specialist")
 USAGE_RESULTS: Final = ("written", "spooled", "rejected")
-NONE: Final = "none"  # nothing resolved yet (a request refused before its specialist)
-OTHER: Final = "other"  # a value outside the configured set
 
 _CHAT = ("specialist", "provider", "model")
 _CACHE_LIMIT = 10_000  # label children kept per instrument; past it, looked up each time
@@ -60,35 +55,6 @@ _CACHE_LIMIT = 10_000  # label children kept per instrument; past it, looked up 
 def multiprocess_mode() -> bool:
     """Whether prometheus-client writes values to PROMETHEUS_MULTIPROC_DIR (set at import)."""
     return bool(getattr(prometheus_values.ValueClass, "_multiprocess", False))
-
-
-class LabelSets:
-    """The values each label may take; anything else maps to `other`."""
-
-    def __init__(
-        self, *, specialists: Iterable[str], providers: Iterable[str], models: Iterable[str]
-    ) -> None:
-        self.specialists = frozenset(specialists)
-        self.providers = frozenset(providers)
-        self.models = frozenset(models)
-
-    def specialist(self, value: str | None) -> str:
-        """A configured specialist id, `none` when unresolved, else `other`."""
-        if not value:
-            return NONE
-        return value if value in self.specialists else OTHER
-
-    def provider(self, value: str | None) -> str:
-        """A provider name from the factory, `none` when unresolved, else `other`."""
-        if not value:
-            return NONE
-        return value if value in self.providers else OTHER
-
-    def model(self, value: str | None) -> str:
-        """A model some specialist or fallback is configured with, `none`, or `other`."""
-        if not value:
-            return NONE
-        return value if value in self.models else OTHER
 
 
 class _Children:
@@ -364,33 +330,6 @@ class NullMetrics(PortalMetrics):
 
 
 NULL_METRICS: Final[PortalMetrics] = NullMetrics()
-
-
-def label_sets(
-    specialists: Iterable[Any], fallbacks: Callable[[Any], Iterable[Any]],
-    providers: Collection[str],
-) -> LabelSets:
-    """Label sets from the loaded specialists: their ids, and every model they may call."""
-    enabled = list(specialists)
-    models = {s.model for s in enabled}
-    for specialist in enabled:
-        models.update(route.model for route in fallbacks(specialist))
-    return LabelSets(
-        specialists=(str(s.id) for s in enabled), providers=providers, models=models
-    )
-
-
-def attempt_result(exc: BaseException | None) -> str:
-    """An upstream attempt's `result` label, from the error it raised (None: answered)."""
-    if exc is None:
-        return "ok"
-    code = getattr(exc, "code", None)
-    if isinstance(code, str) and code.startswith("upstream_"):
-        result = code.removeprefix("upstream_")
-        return result if result in ATTEMPT_RESULTS else "error"
-    if isinstance(exc, GeneratorExit) or type(exc).__name__ == "CancelledError":
-        return "cancelled"
-    return "error"
 
 
 class MetricsSetupError(RuntimeError):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
 from backend.config.settings import Settings
-from backend.observability.metrics import NULL_METRICS, PortalMetrics, attempt_result
+from backend.observability.labels import attempt_result
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
 from backend.providers.base import CompletionRequest, Provider
 from backend.providers.errors import ProviderError, ProviderNotConfigured
 from backend.providers.factory import PROVIDER_NAMES, check_provider_name

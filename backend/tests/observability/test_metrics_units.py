@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from backend.errors import PortalError, RequestTooLarge
-from backend.observability.metrics import (
-    OTHER,
-    LabelSets,
-    MetricsSetupError,
-    attempt_result,
-    build_metrics,
-)
+from backend.observability.labels import OTHER, LabelSets, attempt_result
+from backend.observability.metrics import MetricsSetupError, build_metrics
 from backend.observability.multiprocess import prepare_directory, server_identity
 from backend.observability.outcomes import OUTCOMES, outcome_of
 from backend.providers.errors import (
