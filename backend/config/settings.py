@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     # prometheus-client's own variable, for `--workers N`; it must be in the process
     # environment (the library reads it at import), so a value only in .env stops start-up.
     prometheus_multiproc_dir: Path | None = None
+    # GET /ready: while the database is down, still ready while the spool holds fewer records.
+    ready_max_spool_records: int = Field(default=1000, ge=0)
+    # Bound on each readiness check (database, Redis), in seconds.
+    ready_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
     @field_validator("prometheus_multiproc_dir", mode="before")
     @classmethod

@@ -134,6 +134,11 @@ class UsageRecorder:
         """Records in the spool, waiting for the database."""
         return self._spool.records
 
+    @property
+    def spool_lost(self) -> int:
+        """Records neither the database nor the spool took (a failed spool write)."""
+        return self.counters.lost
+
     def report_levels(self) -> None:
         """Put the queue depth and spool size on the metrics' gauges."""
         self._metrics.usage_levels(self.depth, self._spool.records)
