@@ -26,6 +26,7 @@ from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine
 from backend.database.migrations import prepare_schema
+from backend.observability.logs import configure_logging
 from backend.observability.metrics import build_metrics
 from backend.observability.multiprocess import worker_exiting
 from backend.openai_api.models import check_aliases
@@ -128,7 +129,7 @@ async def close_services(services: Services) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; tests pass their own settings."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    access_log = configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -163,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Retry-After",
         ],
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, access_log=access_log)
     # TRUSTED_PROXIES alone decides who may name the client, however uvicorn is started.
     app.add_middleware(ServerProxyHeadersOff)
     errors.install(app)

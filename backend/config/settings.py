@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
+    # text: Python's usual lines; json: one JSON object per line, with request ids and
+    # an access line per request (README, "Operating the portal").
+    log_format: Literal["text", "json"] = "text"
 
     # Providers: keys, base URLs (SDK conventions) and timeouts.
     openai_api_key: SecretStr | None = None

@@ -34,6 +34,7 @@ from backend.chat.schemas import ChatRequest
 from backend.chat.service import ChatStream, close_events
 from backend.chat.sse import error_data, final_chunk, text_chunk
 from backend.errors import InvalidRequest, PortalError
+from backend.observability import logs
 from backend.providers.base import TextDelta
 from backend.ratelimit.base import RateDecision
 
@@ -135,6 +136,7 @@ class ChatSocket:
     async def _turn(self, incoming: _Incoming) -> None:
         """Answer one message; every failure becomes an error message on the same socket."""
         request_id = uuid.uuid4().hex
+        logs.request_id.set(request_id)  # this message's lines carry its own id
         self._ws.state.chat_context = None  # this turn's, once built
         try:
             try:
