@@ -5,6 +5,7 @@ Run with `python -m uvicorn backend.main:app --port 8000`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -29,6 +30,7 @@ from backend.database.migrations import prepare_schema
 from backend.observability.logs import configure_logging
 from backend.observability.metrics import build_metrics
 from backend.observability.multiprocess import worker_exiting
+from backend.observability.tracing import TraceContextMiddleware, Tracing
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import PROVIDER_NAMES, ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
@@ -70,7 +72,11 @@ async def build_services(settings: Settings) -> Services:
         specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
         providers=PROVIDER_NAMES,
     )
-    resilience = Resilience.from_settings(settings, metrics=metrics)
+    tracing = Tracing.from_endpoint(
+        settings.otel_exporter_otlp_endpoint, service_name=settings.otel_service_name,
+        capture_content=settings.otel_instrumentation_genai_capture_message_content,
+    )
+    resilience = Resilience.from_settings(settings, metrics=metrics, tracing=tracing)
     engine = make_engine(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
     )
@@ -102,6 +108,7 @@ async def build_services(settings: Settings) -> Services:
         ),
         resilience=resilience,
         metrics=metrics,
+        tracing=tracing,
     )
     return Services(
         settings=settings,
@@ -113,6 +120,7 @@ async def build_services(settings: Settings) -> Services:
         rate_limits=rate_limits,
         chat=chat_service,
         metrics=metrics,
+        tracing=tracing,
     )
 
 
@@ -122,6 +130,8 @@ async def close_services(services: Services) -> None:
     await services.rate_limits.close()
     await services.session.close()
     await services.engine.dispose()
+    if services.tracing is not None:
+        await asyncio.to_thread(services.tracing.shutdown)  # flushes batched spans
     if services.metrics.enabled and services.settings.prometheus_multiproc_dir is not None:
         worker_exiting(services.settings.prometheus_multiproc_dir)
 
@@ -165,6 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.add_middleware(RequestContextMiddleware, access_log=access_log)
+    if settings.otel_exporter_otlp_endpoint:  # unset: not even a pass-through layer
+        app.add_middleware(TraceContextMiddleware)
     # TRUSTED_PROXIES alone decides who may name the client, however uvicorn is started.
     app.add_middleware(ServerProxyHeadersOff)
     errors.install(app)

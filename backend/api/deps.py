@@ -20,6 +20,7 @@ from backend.config.settings import Settings
 from backend.errors import PortalError
 from backend.observability.metrics import PortalMetrics
 from backend.observability.outcomes import outcome_of
+from backend.observability.tracing import Tracing
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
@@ -41,6 +42,7 @@ class Services:
     rate_limits: RateLimits
     chat: ChatService
     metrics: PortalMetrics
+    tracing: Tracing | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
 from backend.observability.metrics import NULL_METRICS, PortalMetrics
 from backend.observability.outcomes import outcome_of_kind
+from backend.observability.tracing import Tracing
 from backend.providers.base import (
     Completion,
     CompletionRequest,
@@ -91,6 +92,9 @@ class Outcome:
     error_kind: str | None = None
     provider: str = ""  # the provider tried last: the one that answered, on success
     requested_model: str | None = None  # the configured model that answered (a metric label)
+    finish_reason: str | None = None
+    span: Any = None  # the interaction's trace span, when tracing is on
+    text: list[str] | None = None  # the answer, kept only when traces capture content
 
 
 class ChatService:
@@ -106,6 +110,7 @@ class ChatService:
         limits: ChatLimits,
         resilience: Resilience | None = None,
         metrics: PortalMetrics = NULL_METRICS,
+        tracing: Tracing | None = None,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -114,6 +119,7 @@ class ChatService:
         self._limits = limits
         self._resilience = resilience or Resilience.off()
         self.metrics = metrics
+        self.tracing = tracing
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -133,13 +139,16 @@ class ChatService:
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
-        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        outcome = self._outcome(chat)
         try:
             answered = await self._run(chat, _complete, outcome)
             completion: Completion = answered.value
             outcome.requested_model = answered.request.model
             outcome.model, outcome.usage = completion.model, completion.usage
             outcome.output_chars = len(completion.text)
+            outcome.finish_reason = completion.finish_reason
+            if outcome.text is not None:
+                outcome.text.append(completion.text)
         except PortalError as exc:
             outcome.error, outcome.error_kind = exc, exc.code
             raise
@@ -166,7 +175,7 @@ class ChatService:
 
         Retries and fallbacks happen here, while nothing has been sent to the client yet.
         """
-        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        outcome = self._outcome(chat)
         try:
             answered = await self._run(chat, self._first_event, outcome)
         except BaseException as exc:
@@ -180,11 +189,28 @@ class ChatService:
         outcome.requested_model = answered.request.model
         return ChatStream(self, chat, first, events, outcome, breaker=answered.breaker)
 
-    def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
-        return self._resilience.run(
+    def _outcome(self, chat: PreparedChat) -> Outcome:
+        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        if self.tracing is not None:
+            outcome.span = self.tracing.start_chat(
+                model=chat.request.model, specialist_id=str(chat.specialist.id),
+                specialist_version=chat.specialist.version, transport=chat.context.transport,
+                request_id=chat.context.request_id,
+                messages=_transcript(chat.request) if self.tracing.capture_content else (),
+            )
+            if self.tracing.capture_content:
+                outcome.text = []
+        return outcome
+
+    async def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Answered[T]:
+        run = self._resilience.run(
             chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
             call=call, tried=outcome,
         )
+        if outcome.span is None or self.tracing is None:
+            return await run
+        with self.tracing.activate(outcome.span):  # the attempts become its children
+            return await run
 
     def _resolve(self, route: Route) -> Provider:
         return self._providers.get(route.target)
@@ -236,6 +262,14 @@ class ChatService:
 
     def _report(self, context: RequestContext, outcome: Outcome, record: UsageRecord) -> None:
         context.counted = True
+        if outcome.span is not None and self.tracing is not None:
+            self.tracing.end_chat(
+                outcome.span, provider=record.provider, response_model=record.model,
+                input_tokens=record.input_tokens, output_tokens=record.output_tokens,
+                finish_reason=outcome.finish_reason,
+                outcome=outcome_of_kind(outcome.error_kind, outcome.error),
+                output="".join(outcome.text) if outcome.text is not None else None,
+            )
         if self.metrics.enabled:
             self.metrics.chat_finished(
                 context.transport, record.specialist_id, record.provider,
@@ -309,8 +343,11 @@ class ChatStream:
     def _observe(self, event: StreamEvent) -> StreamEvent:
         if isinstance(event, StreamEnd):
             self.outcome.model, self.outcome.usage = event.model, event.usage
+            self.outcome.finish_reason = event.finish_reason
         else:
             self.outcome.output_chars += len(event.text)
+            if self.outcome.text is not None:  # only while traces capture content
+                self.outcome.text.append(event.text)
         return event
 
 
@@ -323,6 +360,11 @@ async def close_events(events: AsyncIterator[StreamEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _transcript(request: CompletionRequest) -> tuple[tuple[str, str], ...]:
+    system = (("system", request.system),) if request.system else ()
+    return (*system, *((m.role, m.content) for m in request.messages))
 
 
 def _interrupted_kind(exc: BaseException) -> str:

@@ -170,6 +170,17 @@ class Settings(BaseSettings):
     # prometheus-client's own variable, for `--workers N`; it must be in the process
     # environment (the library reads it at import), so a value only in .env stops start-up.
     prometheus_multiproc_dir: Path | None = None
+    # OpenTelemetry traces: unset endpoint, no tracing at all (the SDK is not even loaded).
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "ai-portal-backend"
+    # Prompt and answer text in spans (the GenAI conventions' opt-in); off by default.
+    otel_instrumentation_genai_capture_message_content: bool = False
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _blank_endpoint(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     # GET /ready: while the database is down, still ready while the spool holds fewer records.
     ready_max_spool_records: int = Field(default=1000, ge=0)
     # Bound on each readiness check (database, Redis), in seconds.

@@ -9,6 +9,7 @@ sees none of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ from typing import Generic, Protocol, TypeVar
 from backend.config.settings import Settings
 from backend.observability.labels import attempt_result
 from backend.observability.metrics import NULL_METRICS, PortalMetrics
+from backend.observability.tracing import Tracing
 from backend.providers.base import CompletionRequest, Provider
 from backend.providers.errors import ProviderError, ProviderNotConfigured
 from backend.providers.factory import PROVIDER_NAMES, check_provider_name
@@ -63,6 +65,7 @@ class Resilience:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         metrics: PortalMetrics = NULL_METRICS,
+        tracing: Tracing | None = None,
     ) -> None:
         self.policy = policy
         self.breakers = breakers
@@ -71,10 +74,12 @@ class Resilience:
         self._sleep = sleep
         self._rand = rand
         self._metrics = metrics
+        self._tracing = tracing
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, metrics: PortalMetrics = NULL_METRICS
+        cls, settings: Settings, *, metrics: PortalMetrics = NULL_METRICS,
+        tracing: Tracing | None = None,
     ) -> Resilience:
         """Build from settings; an unknown provider in PROVIDER_TIMEOUTS stops start-up."""
         for name in settings.provider_timeouts:
@@ -97,7 +102,10 @@ class Resilience:
             for name in PROVIDER_NAMES
             if (bound := provider_timeouts(settings, name).first_token) is not None
         }
-        return cls(policy=policy, breakers=breakers, first_token=first_token, metrics=metrics)
+        return cls(
+            policy=policy, breakers=breakers, first_token=first_token, metrics=metrics,
+            tracing=tracing,
+        )
 
     @classmethod
     def off(cls) -> Resilience:
@@ -154,6 +162,10 @@ class Resilience:
         assert last is not None  # the primary always runs
         raise last
 
+    def _span(self, provider: str, model: str) -> contextlib.AbstractContextManager[None]:
+        # A child span per attempt when tracing is on; a shared no-op otherwise.
+        return _NO_SPAN if self._tracing is None else self._tracing.attempt(provider, model)
+
     async def _on_target(
         self, provider: Provider, request: CompletionRequest, call: Call[T], started: float
     ) -> Answered[T]:
@@ -167,7 +179,8 @@ class Resilience:
             attempt = 1
             while True:
                 try:
-                    value = await call(provider, request)
+                    with self._span(provider.name, request.model):
+                        value = await call(provider, request)
                 except BaseException as exc:
                     self._metrics.attempt(provider.name, request.model, attempt_result(exc))
                     if not isinstance(exc, ProviderError):
@@ -190,6 +203,9 @@ class Resilience:
         finally:
             if breaker is not None:
                 _settle(breaker, probe, failed)
+
+
+_NO_SPAN = contextlib.nullcontext()
 
 
 def _settle(breaker: CircuitBreaker, probe: bool, failed: bool | None) -> None:
