@@ -18,7 +18,14 @@ from collections.abc import Callable, Collection, Hashable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -350,4 +357,6 @@ def build_metrics(
         )
     if multiprocess_mode():
         prepare_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    # `_created` series double the series count and multiprocess mode has none: one view.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     return PortalMetrics(label_sets(specialists, fallbacks, providers))
