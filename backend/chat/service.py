@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -196,21 +196,20 @@ class ChatService:
                 model=chat.request.model, specialist_id=str(chat.specialist.id),
                 specialist_version=chat.specialist.version, transport=chat.context.transport,
                 request_id=chat.context.request_id,
-                messages=_transcript(chat.request) if self.tracing.capture_content else (),
+                request=chat.request,
             )
             if self.tracing.capture_content:
                 outcome.text = []
         return outcome
 
-    async def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Answered[T]:
+    def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
         run = self._resilience.run(
             chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
             call=call, tried=outcome,
         )
         if outcome.span is None or self.tracing is None:
-            return await run
-        with self.tracing.activate(outcome.span):  # the attempts become its children
-            return await run
+            return run  # untraced: no extra frame on the request path
+        return self.tracing.within(outcome.span, run)
 
     def _resolve(self, route: Route) -> Provider:
         return self._providers.get(route.target)
@@ -360,11 +359,6 @@ async def close_events(events: AsyncIterator[StreamEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def _transcript(request: CompletionRequest) -> tuple[tuple[str, str], ...]:
-    system = (("system", request.system),) if request.system else ()
-    return (*system, *((m.role, m.content) for m in request.messages))
 
 
 def _interrupted_kind(exc: BaseException) -> str:

@@ -10,12 +10,14 @@ text go into spans only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backend.providers.base import CompletionRequest
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TracingSetupError(RuntimeError):
@@ -74,7 +77,7 @@ class Tracing:
     # --- the chat interaction --------------------------------------------------------
     def start_chat(
         self, *, model: str, specialist_id: str, specialist_version: int, transport: str,
-        request_id: str, messages: Sequence[tuple[str, str]],
+        request_id: str, request: CompletionRequest,
     ) -> Span:
         """Open the interaction's span (a child of the incoming traceparent, if any)."""
         from opentelemetry.trace import SpanKind
@@ -88,7 +91,10 @@ class Tracing:
             "portal.request_id": request_id,
         }
         if self.capture_content:
-            attributes["gen_ai.input.messages"] = _messages(messages)
+            system = (("system", request.system),) if request.system else ()
+            attributes["gen_ai.input.messages"] = _messages(
+                [*system, *((m.role, m.content) for m in request.messages)]
+            )
         return self.tracer.start_span(f"chat {model}", kind=SpanKind.SERVER, attributes=attributes)
 
     @contextmanager
@@ -100,6 +106,11 @@ class Tracing:
             span, end_on_exit=False, record_exception=False, set_status_on_exception=False
         ):
             yield
+
+    async def within(self, span: Span, run: Awaitable[T]) -> T:
+        """Await `run` with the interaction's span current (its attempts become children)."""
+        with self.activate(span):
+            return await run
 
     def end_chat(
         self, span: Span, *, provider: str, response_model: str, input_tokens: int,
