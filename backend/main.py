@@ -5,6 +5,7 @@ Run with `python -m uvicorn backend.main:app --port 8000`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -34,8 +35,12 @@ from backend.database.migrations import prepare_schema
 from backend.frontdoor.body import BodyLimits
 from backend.frontdoor.connections import ClientConnections
 from backend.frontdoor.server import ServerHardening, ServerLimits
+from backend.observability.logs import configure_logging
+from backend.observability.metrics import build_metrics
+from backend.observability.multiprocess import worker_exiting
+from backend.observability.tracing import TraceContextMiddleware, Tracing
 from backend.openai_api.models import check_aliases
-from backend.providers.factory import ProviderFactory
+from backend.providers.factory import PROVIDER_NAMES, ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
 from backend.routes import (
@@ -43,8 +48,8 @@ from backend.routes import (
     health,
     keys,
     me,
+    metrics,
     openai_compat,
-    ready,
     specialists,
     usage,
     ws,
@@ -81,7 +86,16 @@ async def build_services(settings: Settings) -> Services:
     settings = with_hash_key(settings)  # USER_HASH_SECRET, or the generated key file's
     specialists = SpecialistManager.from_file(settings.specialists_file)
     check_aliases(settings.model_aliases, specialists)
-    resilience = Resilience.from_settings(settings)
+    metrics = build_metrics(
+        enabled=settings.metrics_enabled, multiproc_dir=settings.prometheus_multiproc_dir,
+        specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
+        providers=PROVIDER_NAMES,
+    )
+    tracing = Tracing.from_endpoint(
+        settings.otel_exporter_otlp_endpoint, service_name=settings.otel_service_name,
+        capture_content=settings.otel_instrumentation_genai_capture_message_content,
+    )
+    resilience = Resilience.from_settings(settings, metrics=metrics, tracing=tracing)
     engine = make_engine(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
     )
@@ -94,10 +108,11 @@ async def build_services(settings: Settings) -> Services:
         await engine.dispose()
         raise
     rate_limits = await build_rate_limits(settings, specialists)
+    rate_limits.metrics = metrics
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
     )
-    recorder = UsageRecorder.from_settings(settings, engine)
+    recorder = UsageRecorder.from_settings(settings, engine, metrics)
     recorder.start()
     providers = ProviderFactory(settings, session, os.environ)
     chat_service = ChatService(
@@ -111,6 +126,8 @@ async def build_services(settings: Settings) -> Services:
             max_total_chars=settings.max_total_chars,
         ),
         resilience=resilience,
+        metrics=metrics,
+        tracing=tracing,
     )
     auth = build_authenticator(
         settings, session, ApiKeys(engine, settings.hash_secret())
@@ -126,6 +143,8 @@ async def build_services(settings: Settings) -> Services:
         chat=chat_service,
         ws_clients=ClientConnections(settings.ws_max_connections_per_client),
         auth=auth,
+        metrics=metrics,
+        tracing=tracing,
     )
 
 
@@ -135,12 +154,16 @@ async def close_services(services: Services) -> None:
     await services.rate_limits.close()
     await services.session.close()
     await services.engine.dispose()
+    if services.tracing is not None:
+        await asyncio.to_thread(services.tracing.shutdown)  # flushes batched spans
+    if services.metrics.enabled and services.settings.prometheus_multiproc_dir is not None:
+        worker_exiting(services.settings.prometheus_multiproc_dir)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; tests pass their own settings."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    access_log = configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -188,7 +211,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Retry-After",
         ],
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, access_log=access_log)
+    if settings.otel_exporter_otlp_endpoint:  # unset: not even a pass-through layer
+        app.add_middleware(TraceContextMiddleware)
     # However uvicorn is started: bounded headers and WebSocket messages, and TRUSTED_PROXIES
     # alone decides who may name the client.
     app.add_middleware(
@@ -213,7 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me.router)
     # Keys are minted only by a verified user: under AUTH_MODE=none they cannot exist.
     app.include_router(keys.router, include_in_schema=settings.effective_auth_mode() != "none")
-    app.include_router(ready.router)
+    app.include_router(metrics.router)
     document_limits(app, settings)
     return app
 

@@ -24,7 +24,10 @@ from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
 from backend.frontdoor.connections import ClientConnections
+from backend.observability.metrics import PortalMetrics
+from backend.observability.outcomes import outcome_of
 from backend.observability.safe_text import one_line
+from backend.observability.tracing import Tracing
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
 from backend.ratelimit.gate import RateLimits
@@ -48,6 +51,8 @@ class Services:
     chat: ChatService
     ws_clients: ClientConnections  # open WebSockets per client address
     auth: Authenticator
+    metrics: PortalMetrics
+    tracing: Tracing | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -169,32 +174,53 @@ class RateLimitedRoute(APIRoute):
     Subclasses say where a request names its specialist (`specialist_of`)."""
 
     specialist_of: SpecialistOf = staticmethod(specialist_in_body)
+    transport: str | None = None  # the metrics' label; None: `stream` or `send` by path
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, preceded by the rate limit."""
         handler = super().get_route_handler()
         specialist_of = self.specialist_of
+        transport = self.transport or ("stream" if self.path.endswith("/stream") else "send")
 
         async def limited(request: Request) -> Response:
-            require_json(request)
-            await enforce_rate_limit(request, get_services(request), specialist_of)
-            return await handler(request)
+            services = get_services(request)
+            request.state.transport = transport
+            try:
+                require_json(request)
+                await enforce_rate_limit(request, services, specialist_of)
+                return await handler(request)
+            except BaseException as exc:
+                count_refusal(request, services.metrics, transport, exc)
+                raise
 
         return limited
 
 
+def count_refusal(
+    connection: HTTPConnection, metrics: PortalMetrics, transport: str, exc: BaseException
+) -> None:
+    """Count a chat request that failed before the chat service took it (which counts its own)."""
+    context: RequestContext | None = getattr(connection.state, "chat_context", None)
+    if context is None or not context.counted:
+        metrics.chat_refused(transport, None, outcome_of(exc))
+
+
 
 def request_context(
-    identity: Identity, decision: RateDecision, *, request_id: str, received_at: float
+    connection: HTTPConnection, identity: Identity, decision: RateDecision, *,
+    request_id: str, received_at: float, transport: str,
 ) -> RequestContext:
     """One chat request's context on any transport (a WebSocket builds one per message)."""
-    return RequestContext(
+    context = RequestContext(
         request_id=request_id,
         received_at=received_at,
         user_email_hash=identity.user_hash,
         rate_limit_key_kind=decision.key_kind,
         identity=identity,
+        transport=transport,
     )
+    connection.state.chat_context = context  # what `count_refusal` looks at
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +239,9 @@ async def chat_call(request: Request) -> ChatCall:
     """
     decision: RateDecision = request.state.rate_limit  # set by RateLimitedRoute
     context = request_context(
-        request.state.identity, decision,
+        request, request.state.identity, decision,
         request_id=request.state.request_id, received_at=request.state.received_at,
+        transport=request.state.transport,
     )
     return ChatCall(get_services(request), context)
 
@@ -278,3 +305,23 @@ async def require_admin(request: Request, settings: SettingsDep) -> Identity:
 
 
 AdminDep = Annotated[Identity, Depends(require_admin)]
+
+
+class MetricsAuthRequired(PortalError):
+    """GET /metrics was called without METRICS_TOKEN as its bearer token."""
+
+    code = "unauthorized"
+
+
+async def require_metrics_token(request: Request, settings: SettingsDep) -> None:
+    """/metrics: open while METRICS_TOKEN is unset (like /health), else 401 without it."""
+    if settings.metrics_token is None:
+        return
+    expected = settings.metrics_token.get_secret_value().encode()
+    try:
+        token = bearer_token(request)
+    except AuthError:
+        token = None
+    # Constant-time, so the token can't be guessed byte by byte from response times.
+    if token is None or not hmac.compare_digest(token.encode(), expected):
+        raise MetricsAuthRequired("this endpoint needs Authorization: Bearer <METRICS_TOKEN>")

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from backend.api.deps import AdminAuthRequired
+from backend.api.deps import AdminAuthRequired, MetricsAuthRequired
 from backend.auth.apikeys import ApiKeyNotFound
 from backend.auth.errors import AuthError, AuthUnavailable, Forbidden
 from backend.chat.errors import ContentFiltered, ContentRefused, OutputBudgetExhausted
@@ -65,6 +65,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (Forbidden, 403),
     (AuthUnavailable, 503),
     (ApiKeyNotFound, 404),
+    (MetricsAuthRequired, 401),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
@@ -146,7 +147,7 @@ async def portal_error(request: Request, exc: Exception) -> JSONError:
     )
     if waits and retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
-    if isinstance(exc, AdminAuthRequired):
+    if isinstance(exc, (AdminAuthRequired, MetricsAuthRequired)):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, AuthError):
         headers["WWW-Authenticate"] = www_authenticate(exc)

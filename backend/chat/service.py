@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
@@ -21,6 +21,9 @@ from backend.chat.judge import judge
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
+from backend.observability.outcomes import outcome_of_kind
+from backend.observability.tracing import Tracing
 from backend.providers.base import (
     Completion,
     CompletionRequest,
@@ -57,7 +60,7 @@ class ChatLimits:
     max_total_chars: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestContext:
     """Who asked, and when the request arrived (latency runs from here to the last byte)."""
 
@@ -67,6 +70,8 @@ class RequestContext:
     rate_limit_key_kind: str | None = None
     # Resolved once at the edge; None only where a caller has no identity (unit tests).
     identity: Identity | None = None
+    transport: str = "send"  # send | stream | ws | v1: the metrics' transport label
+    counted: bool = False  # set once the metrics hold this request, so no edge counts it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,9 @@ class Outcome:
     error_kind: str | None = None
     provider: str = ""  # the provider tried last: the one that answered, on success
     finish_reason: FinishReason | None = None
+    requested_model: str | None = None  # the configured model that answered (a metric label)
+    span: Any = None  # the interaction's trace span, when tracing is on
+    text: list[str] | None = None  # the answer, kept only when traces capture content
 
 
 class ChatService:
@@ -109,6 +117,8 @@ class ChatService:
         recorder: UsageRecorder,
         limits: ChatLimits,
         resilience: Resilience | None = None,
+        metrics: PortalMetrics = NULL_METRICS,
+        tracing: Tracing | None = None,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -116,6 +126,8 @@ class ChatService:
         self._recorder = recorder
         self._limits = limits
         self._resilience = resilience or Resilience.off()
+        self.metrics = metrics
+        self.tracing = tracing
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -138,13 +150,16 @@ class ChatService:
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
-        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        outcome = self._outcome(chat)
         try:
             answered = await self._run(chat, _complete, outcome)
             completion: Completion = answered.value
+            outcome.requested_model = answered.request.model
             outcome.model, outcome.usage = completion.model, completion.usage
             outcome.output_chars = len(completion.text)
             outcome.finish_reason = completion.finish_reason
+            if outcome.text is not None:
+                outcome.text.append(completion.text)
             judge(
                 provider=outcome.provider, text=completion.text,
                 finish_reason=completion.finish_reason, native=completion.native_finish,
@@ -177,7 +192,7 @@ class ChatService:
 
         Retries and fallbacks happen here, while nothing has been sent to the client yet.
         """
-        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        outcome = self._outcome(chat)
         try:
             answered = await self._run(chat, self._first_event, outcome)
         except BaseException as exc:
@@ -188,6 +203,7 @@ class ChatService:
             self._record(chat, outcome, streamed=True)
             raise
         first, events = answered.value
+        outcome.requested_model = answered.request.model
         if isinstance(first, StreamEnd):
             # An answer with no text at all: judged while the status is still ours to set.
             try:
@@ -205,11 +221,27 @@ class ChatService:
             max_output_tokens=answered.request.max_output_tokens,
         )
 
+    def _outcome(self, chat: PreparedChat) -> Outcome:
+        outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        if self.tracing is not None:
+            outcome.span = self.tracing.start_chat(
+                model=chat.request.model, specialist_id=str(chat.specialist.id),
+                specialist_version=chat.specialist.version, transport=chat.context.transport,
+                request_id=chat.context.request_id,
+                request=chat.request,
+            )
+            if self.tracing.capture_content:
+                outcome.text = []
+        return outcome
+
     def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
-        return self._resilience.run(
+        run = self._resilience.run(
             chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
             call=call, tried=outcome,
         )
+        if outcome.span is None or self.tracing is None:
+            return run  # untraced: no extra frame on the request path
+        return self.tracing.within(outcome.span, run)
 
     def _resolve(self, route: Route) -> Provider:
         return self._providers.get(route.target)
@@ -268,7 +300,29 @@ class ChatService:
             auth_method=context.identity.method if context.identity else None,
         )
         self._recorder.record(record)
+        self._report(context, outcome, record)
         return record
+
+    def _report(self, context: RequestContext, outcome: Outcome, record: UsageRecord) -> None:
+        context.counted = True
+        if outcome.span is not None and self.tracing is not None:
+            self.tracing.end_chat(
+                outcome.span, provider=record.provider, response_model=record.model,
+                input_tokens=record.input_tokens, output_tokens=record.output_tokens,
+                finish_reason=outcome.finish_reason,
+                outcome=outcome_of_kind(outcome.error_kind, outcome.error),
+                output="".join(outcome.text) if outcome.text is not None else None,
+            )
+        if self.metrics.enabled:
+            self.metrics.chat_finished(
+                context.transport, record.specialist_id, record.provider,
+                outcome.requested_model or outcome.model,
+                outcome=outcome_of_kind(outcome.error_kind, outcome.error),
+                seconds=record.latency_ms / 1000, input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                cached_input_tokens=record.cached_input_tokens or 0,
+                cost_usd=record.estimated_cost_usd,
+            )
 
 
 class ChatStream:
@@ -297,9 +351,12 @@ class ChatStream:
     async def events(self) -> AsyncIterator[StreamEvent]:
         """Yield every event; record the interaction when the stream ends, however it ends."""
         outcome = self.outcome
+        metrics = self._service.metrics
+        metrics.stream_opened()
         try:
             if self._first is not None:
                 first, self._first = self._first, None
+                self._first_token(metrics)
                 yield self._observe(first)
             async for event in self._rest:
                 yield self._observe(event)
@@ -316,11 +373,23 @@ class ChatStream:
                 await close_events(self._rest)
             finally:
                 # Even if a provider's clean-up raises, the interaction is still recorded.
+                metrics.stream_closed()
                 self.record = self._service._record(self.chat, outcome, streamed=True)
+
+    def _first_token(self, metrics: PortalMetrics) -> None:
+        if metrics.enabled:
+            context, outcome = self.chat.context, self.outcome
+            metrics.first_token(
+                context.transport, str(self.chat.specialist.id), outcome.provider,
+                outcome.requested_model or outcome.model,
+                time.perf_counter() - context.received_at,
+            )
 
     def _observe(self, event: StreamEvent) -> StreamEvent:
         if isinstance(event, TextDelta):
             self.outcome.output_chars += len(event.text)
+            if self.outcome.text is not None:  # only while traces capture content
+                self.outcome.text.append(event.text)
         elif isinstance(event, StreamEnd):
             # Text already streamed stays the answer; none at all is judged (an error event).
             observe_end(self.outcome, event, self.chat.request, self._max_output_tokens)

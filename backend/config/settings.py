@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
+    # text: Python's usual lines; json: one JSON object per line, with request ids and
+    # an access line per request (README, "Operating the portal").
+    log_format: Literal["text", "json"] = "text"
 
     # Providers: keys, base URLs (SDK conventions) and timeouts.
     openai_api_key: SecretStr | None = None
@@ -103,10 +106,10 @@ class Settings(BaseSettings):
     admin_auth_max_failures: int = Field(default=10, ge=1, le=1000)
     admin_auth_window_seconds: float = Field(default=300.0, gt=0)
 
-    @field_validator("admin_token", mode="before")
+    @field_validator("admin_token", "metrics_token", mode="before")
     @classmethod
-    def _admin_token(cls, value: object) -> object:
-        # An empty `ADMIN_TOKEN=` line means unset (endpoints hidden), not an empty password.
+    def _bearer_token(cls, value: object) -> object:
+        # An empty `ADMIN_TOKEN=` line means unset (no token), not an empty password.
         if isinstance(value, str) and not value.strip():
             return None
         if isinstance(value, str) and len(value) < 16:
@@ -179,6 +182,34 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=0)
     breaker_cool_down_seconds: float = Field(default=30.0, gt=0)
     sse_keepalive_seconds: float = Field(default=15.0, ge=0)
+
+    # Observability (README, "Operating the portal").
+    metrics_enabled: bool = True
+    # Bearer token for GET /metrics; unset, /metrics is open like /health.
+    metrics_token: SecretStr | None = None
+    # prometheus-client's own variable, for `--workers N`; it must be in the process
+    # environment (the library reads it at import), so a value only in .env stops start-up.
+    prometheus_multiproc_dir: Path | None = None
+    # OpenTelemetry traces: unset endpoint, no tracing at all (the SDK is not even loaded).
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "ai-portal-backend"
+    # Prompt and answer text in spans (the GenAI conventions' opt-in); off by default.
+    otel_instrumentation_genai_capture_message_content: bool = False
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _blank_endpoint(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    # GET /ready: while the database is down, still ready while the spool holds fewer records.
+    ready_max_spool_records: int = Field(default=1000, ge=0)
+    # Bound on each readiness check (database, Redis), in seconds.
+    ready_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _blank_dir(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     # Identity (docs/auth.md): who is asking, and how it was proved.
     # none | header | jwt; unset means none in development and is refused elsewhere.

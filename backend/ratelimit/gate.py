@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
 from backend.ratelimit.base import BackendUnavailable, Bucket, RateDecision, RateLimiter
 from backend.ratelimit.failures import FailureThrottle
 from backend.ratelimit.keys import Network, client_ip, client_key
@@ -49,6 +50,7 @@ class RateLimits:
         backend: str = "memory",
         ipv6_prefix: int = 64,
         admin_failures: FailureThrottle | None = None,
+        metrics: PortalMetrics = NULL_METRICS,
     ) -> None:
         self.limiter = limiter
         self.policy = policy
@@ -61,6 +63,7 @@ class RateLimits:
             FailureThrottle(10, 300.0) if admin_failures is None else admin_failures
         )
         self.stats = RateLimitStats()
+        self.metrics = metrics  # build_services sets the app's own
         self._outage_counted = 0  # requests decided without the store in the current outage
 
     @property
@@ -102,6 +105,7 @@ class RateLimits:
             self.stats.admitted += 1
         else:
             self.stats.rejected += 1
+            self.metrics.rate_limited(_scope(decision))
         return decision
 
     def _unavailable(self, buckets: Sequence[Bucket], exc: BackendUnavailable) -> RateDecision:
@@ -113,13 +117,15 @@ class RateLimits:
                 else "closed (requests get 503)",
             )
         self._outage_counted += 1
+        decision = RateDecision.backend_unavailable(
+            buckets, fail_open=self.fail_open, retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS
+        )
         if self.fail_open:
             self.stats.failed_open += 1
         else:
             self.stats.failed_closed += 1
-        return RateDecision.backend_unavailable(
-            buckets, fail_open=self.fail_open, retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS
-        )
+            self.metrics.rate_limited(_scope(decision))
+        return decision
 
     def snapshot(self) -> dict[str, object]:
         """What /health reports about the limiter."""
@@ -128,3 +134,8 @@ class RateLimits:
     async def close(self) -> None:
         """Close the backend's connections."""
         await self.limiter.close()
+
+
+def _scope(decision: RateDecision) -> str:
+    """The deciding bucket's scope: a specialist's own limit, else the ip or user bucket."""
+    return "specialist" if decision.specialist else decision.key_kind

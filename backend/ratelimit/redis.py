@@ -97,6 +97,11 @@ class RedisRateLimiter:
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("Redis unreachable at start-up (%s); rate limits will retry it", exc)
 
+    async def ping(self) -> None:
+        """One PING within the call bound (readiness); raises when Redis does not answer."""
+        async with asyncio.timeout(self._timeout):
+            await self._redis.ping()
+
     async def acquire(self, buckets: Sequence[Bucket]) -> RateDecision:
         """Take one token from every bucket, or none, in one atomic script call."""
         if self._clock() < self._down_until:

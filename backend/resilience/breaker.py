@@ -16,6 +16,8 @@ from collections.abc import Callable, Hashable
 from backend.providers.errors import ProviderUnavailable
 
 Clock = Callable[[], float]
+# Told (provider, any circuit of it open) when a circuit opens or closes: the metrics' gauge.
+OnChange = Callable[[str, bool], None]
 
 
 class CircuitOpen(ProviderUnavailable):
@@ -32,10 +34,17 @@ class CircuitOpen(ProviderUnavailable):
 class CircuitBreaker:
     """The state of one target; cheap enough to consult on every request."""
 
-    __slots__ = ("_clock", "_cool_down", "_threshold", "failures", "label", "opened_at", "probing")
+    __slots__ = (
+        "_changed", "_clock", "_cool_down", "_threshold", "failures", "label", "opened_at",
+        "probing",
+    )
 
-    def __init__(self, label: str, *, threshold: int, cool_down: float, clock: Clock) -> None:
+    def __init__(
+        self, label: str, *, threshold: int, cool_down: float, clock: Clock,
+        changed: Callable[[str], None] | None = None,
+    ) -> None:
         self.label = label  # the provider name, as errors name it
+        self._changed = changed
         self._threshold = threshold
         self._cool_down = cool_down
         self._clock = clock
@@ -69,17 +78,23 @@ class CircuitBreaker:
     def succeeded(self, probe: bool) -> None:
         """The provider answered (a 4xx counts: it is up, our request was at fault)."""
         self.failures = 0
-        self.opened_at = None
+        was_open, self.opened_at = self.opened_at is not None, None
         if probe:
             self.probing = False
+        if was_open and self._changed is not None:
+            self._changed(self.label)
 
     def failed(self, probe: bool) -> None:
         """A request ended in a retryable upstream failure."""
         self.failures += 1
-        if probe or (self._threshold > 0 and self.failures >= self._threshold):
+        opens = probe or (self._threshold > 0 and self.failures >= self._threshold)
+        was_open = self.opened_at is not None
+        if opens:
             self.opened_at = self._clock()
         if probe:
             self.probing = False
+        if opens and not was_open and self._changed is not None:
+            self._changed(self.label)
 
     def abandoned(self, probe: bool) -> None:
         """The call ended with no verdict (client gone): let the next request probe."""
@@ -91,8 +106,10 @@ class BreakerRegistry:
     """One breaker per key, made on first use; `threshold` 0 turns breakers off."""
 
     def __init__(
-        self, *, threshold: int, cool_down: float, clock: Clock = time.monotonic
+        self, *, threshold: int, cool_down: float, clock: Clock = time.monotonic,
+        on_change: OnChange | None = None,
     ) -> None:
+        self._on_change = on_change
         self._threshold = threshold
         self._cool_down = cool_down
         self._clock = clock
@@ -108,7 +125,16 @@ class BreakerRegistry:
         breaker = self._breakers.get(key)
         if breaker is None:
             breaker = CircuitBreaker(
-                label, threshold=self._threshold, cool_down=self._cool_down, clock=self._clock
+                label, threshold=self._threshold, cool_down=self._cool_down, clock=self._clock,
+                changed=self._changed if self._on_change is not None else None,
             )
             self._breakers[key] = breaker
         return breaker
+
+    def _changed(self, label: str) -> None:
+        # Rare (a circuit opening or closing), so a scan of this provider's breakers is fine.
+        if self._on_change is not None:
+            is_open = any(
+                b.opened_at is not None for b in self._breakers.values() if b.label == label
+            )
+            self._on_change(label, is_open)

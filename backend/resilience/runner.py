@@ -9,6 +9,7 @@ sees none of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -17,6 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
 from backend.config.settings import Settings
+from backend.observability.labels import attempt_result
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
+from backend.observability.tracing import Tracing
 from backend.providers.base import CompletionRequest, Provider
 from backend.providers.errors import ProviderError, ProviderNotConfigured
 from backend.providers.factory import PROVIDER_NAMES, check_provider_name
@@ -60,6 +64,8 @@ class Resilience:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        metrics: PortalMetrics = NULL_METRICS,
+        tracing: Tracing | None = None,
     ) -> None:
         self.policy = policy
         self.breakers = breakers
@@ -67,9 +73,14 @@ class Resilience:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._metrics = metrics
+        self._tracing = tracing
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Resilience:
+    def from_settings(
+        cls, settings: Settings, *, metrics: PortalMetrics = NULL_METRICS,
+        tracing: Tracing | None = None,
+    ) -> Resilience:
         """Build from settings; an unknown provider in PROVIDER_TIMEOUTS stops start-up."""
         for name in settings.provider_timeouts:
             check_provider_name(name)
@@ -84,13 +95,17 @@ class Resilience:
         breakers = BreakerRegistry(
             threshold=settings.breaker_failure_threshold,
             cool_down=settings.breaker_cool_down_seconds,
+            on_change=metrics.circuit,
         )
         first_token = {
             name: bound
             for name in PROVIDER_NAMES
             if (bound := provider_timeouts(settings, name).first_token) is not None
         }
-        return cls(policy=policy, breakers=breakers, first_token=first_token)
+        return cls(
+            policy=policy, breakers=breakers, first_token=first_token, metrics=metrics,
+            tracing=tracing,
+        )
 
     @classmethod
     def off(cls) -> Resilience:
@@ -135,6 +150,7 @@ class Resilience:
                     request, model=route.model, temperature=route.temperature,
                     max_output_tokens=route.max_output_tokens,
                 )
+                self._metrics.fallback(tried.provider, provider.name)
             tried.provider, tried.model = provider.name, request.model
             try:
                 return await self._on_target(provider, request, call, started)
@@ -145,6 +161,10 @@ class Resilience:
                 log.warning("%s %s failed: %s", provider.name, request.model, exc.code)
         assert last is not None  # the primary always runs
         raise last
+
+    def _span(self, provider: str, model: str) -> contextlib.AbstractContextManager[None]:
+        # A child span per attempt when tracing is on; a shared no-op otherwise.
+        return _NO_SPAN if self._tracing is None else self._tracing.attempt(provider, model)
 
     async def _on_target(
         self, provider: Provider, request: CompletionRequest, call: Call[T], started: float
@@ -159,8 +179,12 @@ class Resilience:
             attempt = 1
             while True:
                 try:
-                    value = await call(provider, request)
-                except ProviderError as exc:
+                    with self._span(provider.name, request.model):
+                        value = await call(provider, request)
+                except BaseException as exc:
+                    self._metrics.attempt(provider.name, request.model, attempt_result(exc))
+                    if not isinstance(exc, ProviderError):
+                        raise
                     elapsed = self._clock() - started
                     wait = self.policy.delay(attempt, exc, elapsed=elapsed, rand=self._rand())
                     if wait is None:
@@ -173,11 +197,15 @@ class Resilience:
                     await self._sleep(wait)
                     attempt += 1
                     continue
+                self._metrics.attempt(provider.name, request.model, "ok")
                 failed = False
                 return Answered(value, provider, request, breaker)
         finally:
             if breaker is not None:
                 _settle(breaker, probe, failed)
+
+
+_NO_SPAN = contextlib.nullcontext()
 
 
 def _settle(breaker: CircuitBreaker, probe: bool, failed: bool | None) -> None:

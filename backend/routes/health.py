@@ -1,11 +1,14 @@
-"""GET /health: is the process up, and are its dependencies answering."""
+"""GET /health: is the process up; GET /ready: may it take traffic."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import text
+from starlette.responses import Response
 
 from backend.api.deps import ServicesDep
+from backend.api.errors import JSONError
+from backend.observability.readiness import check_readiness
 
 router = APIRouter(tags=["health"])
 
@@ -27,3 +30,21 @@ async def health(services: ServicesDep) -> dict[str, object]:
         "specialists": len(services.specialists.enabled()),
         "rate_limit": services.rate_limits.snapshot(),
     }
+
+
+@router.get("/ready", responses={503: {"description": "A check failed; the body names it"}})
+async def ready(services: ServicesDep) -> Response:
+    """200 when the database (or a small, healthy spool), Redis, the specialists and the
+    identity provider's keys (AUTH_MODE=jwt) are fine."""
+    settings = services.settings
+    limiter = services.rate_limits.limiter
+    readiness = await check_readiness(
+        engine=services.engine, recorder=services.recorder,
+        redis_ping=getattr(limiter, "ping", None) if services.rate_limits.backend == "redis"
+        else None,
+        specialists=len(services.specialists.enabled()),
+        max_spool_records=settings.ready_max_spool_records,
+        bound_seconds=settings.ready_timeout_seconds,
+        auth=services.auth.ready(),
+    )
+    return JSONError(readiness.body(), status_code=200 if readiness.ready else 503)

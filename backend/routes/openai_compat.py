@@ -49,6 +49,7 @@ class CompletionsRoute(RateLimitedRoute):
     is the one `model` names."""
 
     specialist_of = staticmethod(_specialist_for_model)
+    transport = "v1"
 
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])

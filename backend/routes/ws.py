@@ -34,7 +34,7 @@ from fastapi import APIRouter, WebSocket, status
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
-from backend.api.deps import Services, request_context, take_rate_limit_token
+from backend.api.deps import Services, count_refusal, request_context, take_rate_limit_token
 from backend.api.errors import problems, status_for
 from backend.auth.errors import TokenInvalid
 from backend.auth.identity import Identity
@@ -43,6 +43,7 @@ from backend.chat.schemas import ChatRequest
 from backend.chat.service import ChatStream, close_events
 from backend.chat.sse import error_data, final_chunk, text_chunk
 from backend.errors import InvalidRequest, PortalError
+from backend.observability import logs
 from backend.providers.base import TextDelta
 from backend.ratelimit.base import RateDecision
 
@@ -225,6 +226,7 @@ class ChatSocket:
             f"more than {self._inbox.maxsize} messages or {self._max_bytes} bytes are "
             "waiting; wait for an answer (its final chunk or error) before sending more"
         )
+        self._services.metrics.chat_refused("ws", None, "rate_limited")
         try:
             await self._send(error_message(refused, uuid.uuid4().hex, status=429))
         except _Gone:
@@ -252,8 +254,14 @@ class ChatSocket:
     async def _turn(self, incoming: _Incoming) -> None:
         """Answer one message; every failure becomes an error message on the same socket."""
         request_id = uuid.uuid4().hex
+        logs.request_id.set(request_id)  # this message's lines carry its own id
+        self._ws.state.chat_context = None  # this turn's, once built
         try:
-            await self._answer(incoming, request_id)
+            try:
+                await self._answer(incoming, request_id)
+            except BaseException as exc:
+                count_refusal(self._ws, self._services.metrics, "ws", exc)
+                raise
         except PortalError as exc:
             await self._send(error_message(exc, request_id))
         except ValidationError as exc:
@@ -282,7 +290,8 @@ class ChatSocket:
             raise InvalidRequest("the message is not valid JSON")
         body = ChatRequest.model_validate(data)
         context = request_context(
-            self._identity, decision, request_id=request_id, received_at=incoming.received_at
+            self._ws, self._identity, decision, request_id=request_id,
+            received_at=incoming.received_at, transport="ws",
         )
         chat = self._services.chat.prepare(body, context=context)
         await self._relay(await self._services.chat.open_stream(chat))

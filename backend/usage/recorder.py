@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.config.settings import Settings
+from backend.observability.metrics import NULL_METRICS, PortalMetrics
 from backend.observability.safe_text import one_line
 from backend.usage.record import UsageRecord
 from backend.usage.spool import Segment, Spool
@@ -71,8 +72,12 @@ class RecorderStatus:
 class UsageRecorder:
     """Queue, background writer and spool: every record ends in the database exactly once."""
 
-    def __init__(self, engine: AsyncEngine, spool: Spool, config: RecorderConfig) -> None:
+    def __init__(
+        self, engine: AsyncEngine, spool: Spool, config: RecorderConfig,
+        metrics: PortalMetrics = NULL_METRICS,
+    ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._spool = spool
         self._config = config
         self._queue: asyncio.Queue[UsageRecord | None] = asyncio.Queue(config.max_queue)
@@ -90,7 +95,9 @@ class UsageRecorder:
         self.counters = RecorderCounters()
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: AsyncEngine) -> UsageRecorder:
+    def from_settings(
+        cls, settings: Settings, engine: AsyncEngine, metrics: PortalMetrics = NULL_METRICS
+    ) -> UsageRecorder:
         """A recorder with the spool directory and knobs from settings."""
         config = RecorderConfig(
             max_queue=settings.usage_queue_size,
@@ -99,7 +106,9 @@ class UsageRecorder:
             write_timeout=settings.usage_write_timeout_seconds,
             retry_max=settings.usage_retry_max_seconds,
         )
-        return cls(engine, Spool(settings.usage_spool_dir), config)
+        recorder = cls(engine, Spool(settings.usage_spool_dir), config, metrics)
+        metrics.on_scrape(recorder.report_levels)
+        return recorder
 
     def record(self, record: UsageRecord) -> None:
         """Queue a record without waiting; a full queue spills to the spool. Never raises."""
@@ -125,6 +134,15 @@ class UsageRecorder:
     def spool_records(self) -> int:
         """Records in the spool, waiting for the database."""
         return self._spool.records
+
+    @property
+    def spool_lost(self) -> int:
+        """Records neither the database nor the spool took (a failed spool write)."""
+        return self.counters.lost
+
+    def report_levels(self) -> None:
+        """Put the queue depth and spool size on the metrics' gauges."""
+        self._metrics.usage_levels(self.depth, self._spool.records)
 
     def status(self) -> RecorderStatus:
         """A snapshot for the status endpoint."""
@@ -184,6 +202,7 @@ class UsageRecorder:
                     self._queue.task_done()
                 if self._replay_due():
                     await self._replay()
+                self.report_levels()  # per batch, so other workers' scrapes see it too
                 if self._stopping and self._queue.empty():
                     return
         except asyncio.CancelledError:
@@ -226,6 +245,7 @@ class UsageRecorder:
         if self._spool.records or not self._db_ok:
             await self._to_spool(batch)  # behind what is already waiting, to keep the order
             return
+        started = time.perf_counter()
         try:
             inserted = await asyncio.wait_for(
                 insert_batch(self._engine, batch), self._config.write_timeout
@@ -235,6 +255,8 @@ class UsageRecorder:
                 self._failed(exc)
             await self._to_spool(batch)
             return
+        self._metrics.usage_batch_took(time.perf_counter() - started)
+        self._metrics.usage_result("written", inserted)
         self.counters.written += inserted
         self.counters.duplicates += len(batch) - inserted
 
@@ -279,6 +301,7 @@ class UsageRecorder:
             self._failed(exc)  # unreachable or failing: keep the spool, retry later
             return False
         self.counters.replayed += inserted
+        self._metrics.usage_result("written", inserted)
         self.counters.duplicates += len(records) - inserted
         return True
 
@@ -295,6 +318,7 @@ class UsageRecorder:
                 self._reject([record.to_json()], _reason(exc))
                 continue
             self.counters.replayed += inserted
+            self._metrics.usage_result("written", inserted)
             self.counters.duplicates += 1 - inserted
         return True
 
@@ -316,7 +340,9 @@ class UsageRecorder:
 
     def _append_to_spool(self, batch: Sequence[UsageRecord]) -> None:
         try:
-            self.counters.spooled += self._spool.append(batch)
+            spooled = self._spool.append(batch)
+            self.counters.spooled += spooled
+            self._metrics.usage_result("spooled", spooled)
         except OSError:
             # Last resort (disk full, permissions): the records go to the log, whole, so an
             # operator can still load them; `lost` in the status says this happened.
@@ -327,6 +353,7 @@ class UsageRecorder:
 
     def _reject(self, lines: list[bytes], reason: str) -> None:
         self.counters.rejected += len(lines)
+        self._metrics.usage_result("rejected", len(lines))
         # The database's reason may quote the refused value, which an upstream chose.
         log.error("database refused %d usage record(s): %s", len(lines), one_line(reason))
         self._spool.reject(lines, reason)

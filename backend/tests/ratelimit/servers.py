@@ -60,23 +60,15 @@ async def uvicorn_processes(
     envs: Sequence[dict[str, str]], args: Sequence[Sequence[str]] | None = None
 ) -> AsyncIterator[list[tuple[str, asyncio.subprocess.Process]]]:
     """As `uvicorn_servers`, yielding each server's URL with its process."""
-    ports = [free_port() for _ in envs]
     # A file, not a pipe: a pipe nobody reads would stall a server that logs a lot.
     logs = [tempfile.TemporaryFile() for _ in envs]
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port),
-            "--log-level", "warning", *extra,
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )
-        for port, env, log, extra in zip(ports, envs, logs, args or [()] * len(envs), strict=True)
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    procs: list[asyncio.subprocess.Process] = []
     try:
-        await asyncio.gather(
-            *(_wait_ready(*started) for started in zip(procs, urls, logs, strict=True))
-        )
-        yield list(zip(urls, procs, strict=True))
+        started = await asyncio.gather(*(
+            _start(env, log, extra, procs)
+            for env, log, extra in zip(envs, logs, args or [()] * len(envs), strict=True)
+        ))
+        yield started
     except BaseException:
         for log in logs:  # pytest shows this with the failure: the servers' own account
             log.seek(0)
@@ -94,6 +86,33 @@ async def uvicorn_processes(
                 await proc.wait()
         for log in logs:
             log.close()
+
+
+async def _start(
+    env: dict[str, str], log: IO[bytes], extra: Sequence[str],
+    procs: list[asyncio.subprocess.Process],
+) -> tuple[str, asyncio.subprocess.Process]:
+    """Start one server and wait until it answers. A port taken between `free_port()` and
+    the server's bind (by another process on a busy machine) is retried on a new one."""
+    for attempt in range(3):
+        port = free_port()
+        log.seek(0)
+        log.truncate()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port),
+            "--log-level", "warning", *extra,
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_ready(proc, url, log)
+        except RuntimeError as exc:
+            if "address already in use" in str(exc) and attempt < 2:
+                continue
+            raise
+        return url, proc
+    raise AssertionError("unreachable")
 
 
 async def _wait_ready(

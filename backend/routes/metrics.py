@@ -1,0 +1,29 @@
+"""GET /metrics: the Prometheus text format, all workers summed under multiprocess mode."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from backend.api.deps import ServicesDep, require_metrics_token
+from backend.api.openapi import error_responses
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics", dependencies=[Depends(require_metrics_token)], response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+              "description": "Prometheus text exposition format"},
+        **error_responses({401: "METRICS_TOKEN is set and was not sent",
+                           404: "METRICS_ENABLED is false"}),
+    },
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Every instrument, for a Prometheus scrape (404 while METRICS_ENABLED is false)."""
+    if not services.metrics.enabled:
+        raise StarletteHTTPException(404, "Not Found")
+    body, content_type = services.metrics.render()
+    return Response(body, media_type=content_type)

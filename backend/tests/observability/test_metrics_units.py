@@ -1,0 +1,115 @@
+"""The pieces under the metrics: outcome mapping, label sets, the multiprocess directory."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from backend.errors import PortalError, RequestTooLarge
+from backend.observability.labels import OTHER, LabelSets, attempt_result
+from backend.observability.metrics import MetricsSetupError, build_metrics
+from backend.observability.multiprocess import prepare_directory, server_identity
+from backend.observability.outcomes import OUTCOMES, outcome_of
+from backend.providers.errors import (
+    ProviderAuthError,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from backend.ratelimit.base import RateDecision, RateLimitExceeded
+from backend.resilience.breaker import CircuitOpen
+from backend.resilience.disconnect import ClientDisconnected
+from backend.specialists.manager import SpecialistNotFound
+
+
+class BudgetExceeded(PortalError):
+    code = "budget_exceeded"
+
+
+class Forbidden(PortalError):
+    code = "forbidden"
+
+
+DECISION = RateDecision(
+    allowed=False, limit=1, remaining=0, reset_after=1, retry_after=1, key_kind="ip"
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "outcome"),
+    [
+        (None, "ok"),
+        (RequestTooLarge("big"), "client_error"),
+        (SpecialistNotFound("x"), "client_error"),
+        (RateLimitExceeded(DECISION), "rate_limited"),
+        (BudgetExceeded("spent"), "budget_exceeded"),
+        (Forbidden("no"), "forbidden"),
+        (ProviderUnavailable("down", provider="openai"), "upstream_error"),
+        (ProviderRateLimited("slow", provider="openai"), "upstream_error"),
+        (ProviderAuthError("key", provider="openai"), "upstream_error"),
+        (CircuitOpen("open", provider="openai", retry_after=1), "upstream_error"),
+        (ProviderNotConfigured("no key", provider="openai", variable="X"), "upstream_error"),
+        (ProviderTimeout("slow", provider="openai"), "timeout"),
+        (ClientDisconnected("gone"), "client_disconnected"),
+        (asyncio.CancelledError(), "client_disconnected"),
+        (RuntimeError("bug"), "internal_error"),
+    ],
+)
+def test_every_ending_maps_to_one_fixed_outcome(exc: BaseException | None, outcome: str) -> None:
+    assert outcome_of(exc) == outcome
+    assert outcome in OUTCOMES
+
+
+def test_attempt_results_come_from_a_fixed_set() -> None:
+    assert attempt_result(None) == "ok"
+    assert attempt_result(ProviderTimeout("t", provider="google")) == "timeout"
+    assert attempt_result(ProviderUnavailable("u", provider="google")) == "unavailable"
+    assert attempt_result(CircuitOpen("c", provider="g", retry_after=1)) == "error"
+    assert attempt_result(asyncio.CancelledError()) == "cancelled"
+
+
+def test_labels_outside_the_configuration_become_other() -> None:
+    labels = LabelSets(specialists=["s1"], providers=["openai"], models=["gpt-4o"])
+    assert labels.model("gpt-4o") == "gpt-4o"
+    assert labels.model("gpt-4o-2024-08-06") == OTHER
+    assert labels.specialist("someone@example.com") == OTHER
+    assert labels.specialist(None) == "none"
+    assert labels.provider("evil") == OTHER
+
+
+def test_a_new_server_wipes_the_directory_and_its_second_worker_keeps_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "counter_111.db").write_bytes(b"old")
+    assert prepare_directory(tmp_path, identity="server-a") is True
+    assert not (tmp_path / "counter_111.db").exists()
+    (tmp_path / "counter_222.db").write_bytes(b"worker one")
+    # A dead worker's live gauges go; its counters stay part of the totals.
+    (tmp_path / "gauge_livesum_999999999.db").write_bytes(b"dead")
+    assert prepare_directory(tmp_path, identity="server-a") is False
+    assert (tmp_path / "counter_222.db").exists()
+    assert not (tmp_path / "gauge_livesum_999999999.db").exists()
+    assert prepare_directory(tmp_path, identity="server-b") is True
+    assert list(tmp_path.glob("*.db")) == []
+
+
+def test_a_single_process_server_is_its_own_identity() -> None:
+    assert server_identity() == server_identity()
+    assert server_identity().split(":")[0].isdigit()
+
+
+def test_a_multiprocess_directory_the_library_cannot_see_stops_start_up(tmp_path: Path) -> None:
+    # Only in .env: prometheus-client was imported without it and would count per process.
+    with pytest.raises(MetricsSetupError, match="PROMETHEUS_MULTIPROC_DIR"):
+        build_metrics(
+            enabled=True, multiproc_dir=tmp_path, specialists=[], fallbacks=lambda s: (),
+            providers=["openai"],
+        )
+    off = build_metrics(
+        enabled=False, multiproc_dir=tmp_path, specialists=[], fallbacks=lambda s: (),
+        providers=["openai"],
+    )
+    assert not off.enabled and off.render()[0] == b""
