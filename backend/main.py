@@ -30,6 +30,8 @@ from backend.database.migrations import prepare_schema
 from backend.frontdoor.body import BodyLimits
 from backend.frontdoor.connections import ClientConnections
 from backend.frontdoor.server import ServerHardening, ServerLimits
+from backend.guard.detect import Detector
+from backend.guard.policy import Guard, PiiPolicy
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
@@ -97,6 +99,7 @@ async def build_services(settings: Settings) -> Services:
             max_total_chars=settings.max_total_chars,
         ),
         resilience=resilience,
+        guard=build_guard(settings),
     )
     return Services(
         settings=settings,
@@ -109,6 +112,15 @@ async def build_services(settings: Settings) -> Services:
         chat=chat_service,
         ws_clients=ClientConnections(settings.ws_max_connections_per_client),
     )
+
+
+def build_guard(settings: Settings) -> Guard:
+    """The PII guard, with the portal default for specialists that set no `pii`."""
+    detector = Detector(
+        national_id_names=settings.pii_national_ids, phone_regions=settings.pii_phone_regions
+    )
+    default = PiiPolicy(mode=settings.pii_default_mode, types=tuple(settings.pii_default_types))
+    return Guard(detector, default)
 
 
 async def close_services(services: Services) -> None:

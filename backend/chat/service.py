@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from backend.chat.pii import UNGUARDED, Protection, protect
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
+from backend.guard.policy import Guard
 from backend.providers.base import (
     Completion,
     CompletionRequest,
@@ -74,6 +76,7 @@ class PreparedChat:
     provider: Provider
     request: CompletionRequest
     fallbacks: tuple[Route, ...] = ()
+    pii: Protection = UNGUARDED  # what the PII guard did to `request`
 
 
 @dataclass(slots=True)
@@ -100,6 +103,7 @@ class ChatService:
         recorder: UsageRecorder,
         limits: ChatLimits,
         resilience: Resilience | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -107,6 +111,7 @@ class ChatService:
         self._recorder = recorder
         self._limits = limits
         self._resilience = resilience or Resilience.off()
+        self._guard = guard
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -122,7 +127,10 @@ class ChatService:
             max_output_tokens=specialist.max_output_tokens,
         )
         fallbacks = self._specialists.fallbacks(specialist)
-        return PreparedChat(context, specialist, provider, request, fallbacks)
+        pii = UNGUARDED
+        if self._guard is not None:  # on every way in, before anything can go upstream
+            request, pii = protect(self._guard, request, specialist.pii)
+        return PreparedChat(context, specialist, provider, request, fallbacks, pii)
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
@@ -141,7 +149,7 @@ class ChatService:
         finally:
             record = self._record(chat, outcome, streamed=False)
         return ChatResponse(
-            content=completion.text,
+            content=chat.pii.restore(completion.text),
             specialist_id=str(chat.specialist.id),
             specialist_name=chat.specialist.name,
             provider=record.provider,
@@ -172,6 +180,9 @@ class ChatService:
         return ChatStream(self, chat, first, events, outcome, breaker=answered.breaker)
 
     def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
+        if chat.pii.blocked:  # refused here, so the refusal is recorded like any failure
+            outcome.usage = Usage(input_tokens=0, output_tokens=0)  # nothing went upstream
+            raise chat.pii.refusal()
         return self._resilience.run(
             chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
             call=call, tried=outcome,
@@ -220,6 +231,8 @@ class ChatService:
             specialist_version=chat.specialist.version,
             prompt_hash=chat.specialist.prompt_hash,
             rate_limit_key_kind=context.rate_limit_key_kind,
+            pii_action=chat.pii.action,
+            pii_counts=chat.pii.counts_json(),
         )
         self._recorder.record(record)
         return record
@@ -246,7 +259,11 @@ class ChatStream:
         self.record: UsageRecord | None = None
         self._breaker = breaker
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    def events(self) -> AsyncGenerator[StreamEvent, None]:
+        """Every event, the user's own values restored; recorded when the stream ends."""
+        return self.chat.pii.restore_events(self._events())
+
+    async def _events(self) -> AsyncGenerator[StreamEvent, None]:
         """Yield every event; record the interaction when the stream ends, however it ends."""
         outcome = self.outcome
         try:

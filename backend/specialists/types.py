@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.guard.policy import PiiPolicy
 from backend.providers.factory import ProviderTarget, check_provider_name
 from backend.ratelimit.policy import LimitOverride
 
@@ -76,6 +77,8 @@ class Specialist(BaseModel):
     rate_limit: LimitOverride | None = None
     # Tried in order when this specialist's provider keeps failing (docs/resilience.md).
     fallbacks: tuple[Fallback, ...] = ()
+    # What the PII guard does to this specialist's requests; unset: PII_DEFAULT_MODE/TYPES.
+    pii: PiiPolicy | None = None
 
     @field_validator("provider")
     @classmethod

@@ -52,6 +52,10 @@ class UsageRecord:
     specialist_version: int | None = None
     prompt_hash: str | None = None
     rate_limit_key_kind: str | None = None
+    # The PII guard: "masked" or "blocked" (None: nothing found, or off), and how many
+    # distinct values of each kind, as JSON (`{"card": 1, "iban": 2}`); never the values.
+    pii_action: str | None = None
+    pii_counts: str | None = None
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

@@ -54,6 +54,9 @@ usage_log = Table(
     Column("specialist_version", Integer, nullable=True),
     Column("prompt_hash", String(64), nullable=True),
     Column("rate_limit_key_kind", String(16), nullable=True),
+    # The PII guard (migration 0004): what it did, and counts per kind as JSON.
+    Column("pii_action", String(16), nullable=True),
+    Column("pii_counts", String(255), nullable=True),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.
