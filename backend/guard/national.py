@@ -24,6 +24,7 @@ from stdnum.us import ssn
 
 from backend.guard.banking import Span
 
+_SPACING = re.compile(r"[\s\-.]")
 CONTEXT_CHARS = 40  # how far before a weak id its keyword may be (no number between)
 
 
@@ -40,11 +41,11 @@ class NationalId:
     def find(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
         """Valid ids of this kind in `text[pos:endpos]`."""
         for match in self.pattern.finditer(text, pos, len(text) if endpos is None else endpos):
-            value = match.group()
             if self.keywords and not _near(text, match.start(), self.keywords):
                 continue
+            value = _SPACING.sub("", match.group()).upper()
             if self.validator.is_valid(value):
-                yield match.start(), match.end(), self.validator.compact(value).upper()
+                yield match.start(), match.end(), value
 
 
 def _near(text: str, start: int, keywords: tuple[str, ...]) -> bool:
