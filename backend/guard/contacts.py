@@ -55,16 +55,22 @@ def check_regions(regions: Sequence[str]) -> list[str]:
 class PhoneFinder:
     """Phone numbers valid in international form, or in national form in `regions`."""
 
+    # Candidates found not to be phone numbers (a CUSIP, a reference with a leading 0),
+    # remembered so a history re-sent every turn is not parsed again: ~50 us a region each.
+    # Only these are kept; a valid number is never stored.
+    _NOT_PHONES_MAX = 4096
+
     def __init__(self, regions: Sequence[str]) -> None:
         self._regions = tuple(region.upper() for region in regions)
         self._nanp = tuple(dict.fromkeys(("US", "CA", *self._regions)))
+        self._not_phones: set[str] = set()
 
     def __call__(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
         """The phone numbers in `text[pos:endpos]`, keyed by their E.164 form."""
         for match in _PHONE.finditer(text, pos, len(text) if endpos is None else endpos):
             candidate = match.group()
             digits = sum(char.isdigit() for char in candidate)
-            if not 7 <= digits <= 17:
+            if not 7 <= digits <= 17 or candidate in self._not_phones:
                 continue
             if match.group("intl") is not None:
                 e164 = _e164("+" + candidate[2:] if candidate[0] == "0" else candidate, None)
@@ -73,6 +79,10 @@ class PhoneFinder:
                 e164 = self._national(candidate, nanp=match.group("nanp") is not None)
             if e164 is not None:
                 yield match.start(), match.end(), e164
+            else:
+                if len(self._not_phones) >= self._NOT_PHONES_MAX:
+                    self._not_phones.clear()
+                self._not_phones.add(candidate)
 
     def _national(self, candidate: str, *, nanp: bool) -> str | None:
         regions = self._nanp if nanp else self._regions

@@ -82,6 +82,8 @@ class Detector:
                 ids.update(find_ninos(text, before, after))
             context: str | None = None
             for kind in self._ids_by_digits.get(digits, ()):
+                if kind.letter_after and not text[end : end + 2].lstrip("-")[:1].isalpha():
+                    continue
                 if kind.keywords:  # a cheap look for its keyword before the pattern runs
                     context = context_before(text, start) if context is None else context
                     if not any(word in context for word in kind.keywords):

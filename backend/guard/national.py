@@ -35,8 +35,9 @@ class NationalId:
     name: str
     pattern: re.Pattern[str]
     validator: ModuleType  # a python-stdnum module: is_valid() and compact()
-    digits: range  # how many digits its numbers hold (the detector skips other runs)
+    digits: frozenset[int]  # how many digits its runs hold (the detector skips other runs)
     keywords: tuple[str, ...] = ()  # when set, one of them must come shortly before
+    letter_after: bool = False  # ends in a check letter: a run followed by none is skipped
 
     def find(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
         """Valid ids of this kind in `text[pos:endpos]`."""
@@ -66,11 +67,12 @@ def _id(pattern: str) -> re.Pattern[str]:
 
 
 _SSN_KEYWORDS = ("ssn", "social security", "ss#", "ss no")
+_NINE = frozenset({9})
 
 # Always on (within the `national_id` type): the US and UK identifiers.
 BUILT_IN: tuple[NationalId, ...] = (
-    NationalId("us.ssn", _id(r"[0-9]{3}(?P<s>[\- ])[0-9]{2}(?P=s)[0-9]{4}"), ssn, range(9, 10)),
-    NationalId("us.ssn", _id(r"[0-9]{9}"), ssn, range(9, 10), _SSN_KEYWORDS),
+    NationalId("us.ssn", _id(r"[0-9]{3}(?P<s>[\- ])[0-9]{2}(?P=s)[0-9]{4}"), ssn, _NINE),
+    NationalId("us.ssn", _id(r"[0-9]{9}"), ssn, _NINE, _SSN_KEYWORDS),
 )
 
 # The configurable others, by python-stdnum module name.
@@ -78,21 +80,25 @@ NATIONAL_IDS: dict[str, NationalId] = {
     entry.name: entry
     for entry in (
         NationalId(
-            "de.idnr", _id(r"[0-9]{2} ?[0-9]{3} ?[0-9]{3} ?[0-9]{3}"), idnr, range(11, 12),
+            "de.idnr", _id(r"[0-9]{2} ?[0-9]{3} ?[0-9]{3} ?[0-9]{3}"), idnr, frozenset({11}),
             ("steuer", "idnr", "tax id", "tax-id", "taxpayer", "identifikationsnummer"),
         ),
         NationalId(
             "fr.nir",
             _id(r"[12] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[AB]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}"),
-            nir, range(7, 16),  # Corsica's 2A / 2B split the digits in two runs
+            # Corsica's 2A / 2B split the digits: six in the run before the letter.
+            nir, frozenset({6, 15}),
         ),
         NationalId(
             "nl.bsn", _id(r"[0-9]{4}\.?[0-9]{2}\.?[0-9]{3}|[0-9]{3} ?[0-9]{3} ?[0-9]{3}"), bsn,
-            range(9, 10), ("bsn", "burgerservice", "sofi"),
+            _NINE, ("bsn", "burgerservice", "sofi"),
         ),
-        NationalId("es.dni", _id(r"[0-9]{8}-?[A-Za-z]"), dni, range(8, 9)),
-        NationalId("es.nie", _id(r"[XYZxyz]-?[0-9]{7}-?[A-Za-z]"), nie, range(7, 8)),
-        NationalId("pl.pesel", _id(r"[0-9]{11}"), pesel, range(11, 12), ("pesel",)),
+        NationalId("es.dni", _id(r"[0-9]{8}-?[A-Za-z]"), dni, frozenset({8}), letter_after=True),
+        NationalId(
+            "es.nie", _id(r"[XYZxyz]-?[0-9]{7}-?[A-Za-z]"), nie, frozenset({7}),
+            letter_after=True,
+        ),
+        NationalId("pl.pesel", _id(r"[0-9]{11}"), pesel, frozenset({11}), ("pesel",)),
     )
 }
 DEFAULT_NATIONAL_IDS = ("de.idnr", "fr.nir", "nl.bsn", "es.dni", "es.nie")
