@@ -9,8 +9,10 @@ with as many digits as its numbers hold.
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left
 from collections.abc import Collection, Sequence
+from functools import lru_cache
 
 from backend.guard.banking import Span, find_cards, find_ibans
 from backend.guard.contacts import PhoneFinder, find_emails
@@ -33,6 +35,25 @@ _NOT_DIGIT = re.compile(r"[^0-9]")
 _AROUND = 4
 
 
+
+@lru_cache(maxsize=1)
+def ascii_table() -> dict[int, str]:
+    """Other scripts' digits (fullwidth `４`, Arabic-Indic `٤`, ...) to ASCII, other spaces
+    to a space and dashes to `-`: one character for one, so positions stay where they were."""
+    table: dict[int, str] = {}
+    for code in range(128, 0x20000):  # every script's digits are below (built once: ~50 ms)
+        char = chr(code)
+        category = unicodedata.category(char)
+        if category == "Nd":
+            table[code] = str(unicodedata.digit(char))
+        elif category == "Zs":
+            table[code] = " "
+        elif category == "Pd" or char == "\u2212":
+            table[code] = "-"
+    return table
+
+
+
 class Detector:
     """Finds every value of the asked types in a text, each character in at most one.
 
@@ -53,10 +74,17 @@ class Detector:
         # For each digit count, the ids whose numbers hold that many.
         self._ids_by_digits = {n: tuple(k for k in ids if n in k.digits) for n in range(6, 20)}
         self._phones = PhoneFinder(phone_regions)
+        self._to_ascii = ascii_table()
         assert set(self._ORDER) == set(ALL_TYPES)
 
     def find(self, text: str, types: Collection[PiiType] = ALL_TYPES) -> list[Finding]:
-        """The findings in `text`, in text order, none overlapping."""
+        """The findings in `text`, in text order, none overlapping.
+
+        A value written in other digits or with other spaces (`４１１１ １１１１ ...`) is
+        found as if typed in ASCII: the positions are the same, the keys the ASCII ones.
+        """
+        if not text.isascii():  # one check in C; most text is ASCII and is not copied
+            text = text.translate(self._to_ascii)
         found: dict[PiiType, set[Span]] = {kind: set() for kind in types}
         if "secret" in found:
             found["secret"].update(find_secrets(text))

@@ -101,3 +101,14 @@ def test_national_phone_formats_count_only_for_the_configured_regions() -> None:
 def test_findings_keep_the_value_out_of_their_repr() -> None:
     (finding,) = DETECTOR.find("card 4111111111111111")
     assert "4111" not in repr(finding)
+
+
+def test_other_digits_and_spaces_are_read_as_ascii_at_the_same_positions() -> None:
+    thin = "\u2009"  # a thin space
+    iban = thin.join(["DE89", "3704", "0044", "0532", "0130", "00"])
+    text = f"card ４１１１ １１１１ １１１１ １１１１, IBAN {iban}."
+    found = DETECTOR.find(text)
+    assert [(f.kind, f.key) for f in found] == [
+        ("card", "4111111111111111"), ("iban", "DE89370400440532013000"),
+    ]
+    assert text[found[0].start : found[0].end] == "４１１１ １１１１ １１１１ １１１１"
