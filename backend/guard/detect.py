@@ -54,6 +54,9 @@ def ascii_table() -> dict[int, str]:
 
 
 
+FIRST_MAPPED = "\u058a"  # after U+00A0, the first character the table maps
+
+
 class Detector:
     """Finds every value of the asked types in a text, each character in at most one.
 
@@ -83,8 +86,8 @@ class Detector:
         A value written in other digits or with other spaces (`４１１１ １１１１ ...`) is
         found as if typed in ASCII: the positions are the same, the keys the ASCII ones.
         """
-        if not text.isascii():  # one check in C; most text is ASCII and is not copied
-            text = text.translate(self._to_ascii)
+        if not text.isascii():
+            text = self._as_ascii(text)
         found: dict[PiiType, set[Span]] = {kind: set() for kind in types}
         if "secret" in found:
             found["secret"].update(find_secrets(text))
@@ -96,6 +99,13 @@ class Detector:
             for run in _RUN.finditer(text):
                 self._numbers(text, run.start(), run.end(), found)
         return _settle(found, self._ORDER)
+
+    def _as_ascii(self, text: str) -> str:
+        # Below U+058A the table holds only the no-break space: text in Latin scripts (with
+        # accents, umlauts) costs a max() and a replace(), not a translate() at ~50 ns a char.
+        if max(text) < FIRST_MAPPED:
+            return text.replace("\u00a0", " ")
+        return text.translate(self._to_ascii)
 
     def _numbers(self, text: str, start: int, end: int, found: dict[PiiType, set[Span]]) -> None:
         """Try the number detectors that fit a run of digits at text[start:end]."""

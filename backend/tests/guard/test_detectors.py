@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.guard.detect import Detector
+from backend.guard.detect import FIRST_MAPPED, Detector, ascii_table
 from backend.guard.kinds import ALL_TYPES
 from backend.guard.national import national_ids
 from backend.tests.guard.corpus import CLEAN_TEXTS, corpus
@@ -112,3 +112,11 @@ def test_other_digits_and_spaces_are_read_as_ascii_at_the_same_positions() -> No
         ("card", "4111111111111111"), ("iban", "DE89370400440532013000"),
     ]
     assert text[found[0].start : found[0].end] == "４１１１ １１１１ １１１１ １１１１"
+
+
+def test_latin_text_skips_the_translation_only_where_nothing_would_change() -> None:
+    # The fast path for accented Latin text is right only if the table maps nothing else there.
+    below = [code for code in ascii_table() if code < ord(FIRST_MAPPED)]
+    assert below == [0xA0]
+    iban = "\u00a0".join(["DE89", "3704", "0044", "0532", "0130", "00"])
+    assert _found(f"Überweisung an {iban}, fällig") == {("iban", iban)}
