@@ -35,6 +35,8 @@ from backend.database.migrations import prepare_schema
 from backend.frontdoor.body import BodyLimits
 from backend.frontdoor.connections import ClientConnections
 from backend.frontdoor.server import ServerHardening, ServerLimits
+from backend.guard.detect import Detector
+from backend.guard.policy import Guard, PiiPolicy
 from backend.observability.logs import configure_logging
 from backend.observability.metrics import build_metrics
 from backend.observability.multiprocess import worker_exiting
@@ -128,6 +130,7 @@ async def build_services(settings: Settings) -> Services:
         resilience=resilience,
         metrics=metrics,
         tracing=tracing,
+        guard=build_guard(settings),
     )
     auth = build_authenticator(
         settings, session, ApiKeys(engine, settings.hash_secret())
@@ -146,6 +149,15 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         tracing=tracing,
     )
+
+
+def build_guard(settings: Settings) -> Guard:
+    """The PII guard, with the portal default for specialists that set no `pii`."""
+    detector = Detector(
+        national_id_names=settings.pii_national_ids, phone_regions=settings.pii_phone_regions
+    )
+    default = PiiPolicy(mode=settings.pii_default_mode, types=tuple(settings.pii_default_types))
+    return Guard(detector, default)
 
 
 async def close_services(services: Services) -> None:

@@ -45,7 +45,8 @@ def start(children: Children, tmp: Path) -> dict[str, str]:
             sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--no-access-log", "--log-level", "warning", *extra,
         ], child_env(
-            ENVIRONMENT="test", USER_HASH_SECRET="bench-secret", LOG_LEVEL="WARNING",
+            ENVIRONMENT="test", AUTH_MODE="none", USER_HASH_SECRET="bench-secret",
+            LOG_LEVEL="WARNING",
             DATABASE_URL=f"sqlite:///{tmp / f'{name}.db'}", USAGE_SPOOL_DIR=str(tmp / name),
             RATE_LIMIT_REQUESTS=str(10**12),
         ))

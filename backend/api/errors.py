@@ -24,6 +24,7 @@ from backend.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from backend.guard.errors import GuardFailed
 from backend.observability.safe_text import one_line
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
@@ -71,6 +72,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (RateLimitExceeded, 429),
     (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),
+    (GuardFailed, 503),
     (ProviderNotConfigured, 503),
     # nginx's "client closed request": logged only, since nobody is there to read it.
     (ClientDisconnected, 499),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -18,9 +18,11 @@ from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import may_use
 from backend.chat.judge import judge
+from backend.chat.pii import UNGUARDED, Protection, protect
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
+from backend.guard.policy import Guard
 from backend.observability.metrics import NULL_METRICS, PortalMetrics
 from backend.observability.outcomes import outcome_of_kind
 from backend.observability.tracing import Tracing
@@ -87,6 +89,7 @@ class PreparedChat:
     provider: Provider
     request: CompletionRequest
     fallbacks: tuple[Route, ...] = ()
+    pii: Protection = UNGUARDED  # what the PII guard did to `request`
 
 
 @dataclass(slots=True)
@@ -119,6 +122,7 @@ class ChatService:
         resilience: Resilience | None = None,
         metrics: PortalMetrics = NULL_METRICS,
         tracing: Tracing | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -128,6 +132,7 @@ class ChatService:
         self._resilience = resilience or Resilience.off()
         self.metrics = metrics
         self.tracing = tracing
+        self._guard = guard
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -146,7 +151,10 @@ class ChatService:
             max_output_tokens=specialist.max_output_tokens,
         )
         fallbacks = self._specialists.fallbacks(specialist)
-        return PreparedChat(context, specialist, provider, request, fallbacks)
+        pii = UNGUARDED
+        if self._guard is not None:  # on every way in, before anything can go upstream
+            request, pii = protect(self._guard, request, specialist.pii)
+        return PreparedChat(context, specialist, provider, request, fallbacks, pii)
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
@@ -174,7 +182,7 @@ class ChatService:
         finally:
             record = self._record(chat, outcome, streamed=False)
         return ChatResponse(
-            content=completion.text,
+            content=chat.pii.restore(completion.text),
             specialist_id=str(chat.specialist.id),
             specialist_name=chat.specialist.name,
             provider=record.provider,
@@ -235,6 +243,9 @@ class ChatService:
         return outcome
 
     def _run(self, chat: PreparedChat, call: Call[T], outcome: Outcome) -> Awaitable[Answered[T]]:
+        if chat.pii.blocked:  # refused here, so the refusal is recorded like any failure
+            outcome.usage = Usage(input_tokens=0, output_tokens=0)  # nothing went upstream
+            raise chat.pii.refusal()
         run = self._resilience.run(
             chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
             call=call, tried=outcome,
@@ -298,6 +309,8 @@ class ChatService:
             billed=billed,
             cost_center=context.identity.cost_center if context.identity else None,
             auth_method=context.identity.method if context.identity else None,
+            pii_action=chat.pii.action,
+            pii_counts=chat.pii.counts_json(),
         )
         self._recorder.record(record)
         self._report(context, outcome, record)
@@ -348,7 +361,11 @@ class ChatStream:
         self.record: UsageRecord | None = None
         self._breaker = breaker
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    def events(self) -> AsyncGenerator[StreamEvent, None]:
+        """Every event, the user's own values restored; recorded when the stream ends."""
+        return self.chat.pii.restore_events(self._events())
+
+    async def _events(self) -> AsyncGenerator[StreamEvent, None]:
         """Yield every event; record the interaction when the stream ends, however it ends."""
         outcome = self.outcome
         metrics = self._service.metrics

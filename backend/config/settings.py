@@ -11,6 +11,11 @@ from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_val
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.config.auth import check_auth_settings
+from backend.guard.contacts import check_regions
+from backend.guard.detect import DEFAULT_PHONE_REGIONS
+from backend.guard.kinds import ALL_TYPES, PiiType
+from backend.guard.national import DEFAULT_NATIONAL_IDS, national_ids
+from backend.guard.policy import Mode as PiiMode
 from backend.ratelimit.policy import LimitOverride
 
 DEFAULT_SPECIALISTS_FILE = (
@@ -248,6 +253,26 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_auth_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    # The PII guard (README, "PII guard"), for specialists whose file entry has no `pii`.
+    # mask: values leave as placeholders and come back in the answer; block: 422; off.
+    pii_default_mode: PiiMode = "mask"
+    pii_default_types: list[PiiType] = Field(default_factory=lambda: list(ALL_TYPES), min_length=1)
+    # National ids checked besides the US SSN and UK NINO (python-stdnum module names).
+    pii_national_ids: list[str] = Field(default_factory=lambda: list(DEFAULT_NATIONAL_IDS))
+    # Regions whose national phone formats count (international `+` numbers always do).
+    pii_phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
+
+    @field_validator("pii_national_ids")
+    @classmethod
+    def _known_national_ids(cls, value: list[str]) -> list[str]:
+        national_ids(value)  # a ValueError naming the unknown ones and the known ones
+        return value
+
+    @field_validator("pii_phone_regions")
+    @classmethod
+    def _known_regions(cls, value: list[str]) -> list[str]:
+        return check_regions(value)
 
     @field_validator("openai_base_url", "anthropic_base_url", "google_base_url")
     @classmethod

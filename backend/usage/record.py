@@ -56,6 +56,10 @@ class UsageRecord:
     billed: bool = True
     cost_center: str | None = None
     auth_method: str | None = None  # none | header | jwt | api_key | admin_token
+    # The PII guard: "masked" or "blocked" (None: nothing found, or off), and how many
+    # distinct values of each kind, as JSON (`{"card": 1, "iban": 2}`); never the values.
+    pii_action: str | None = None
+    pii_counts: str | None = None
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

@@ -64,6 +64,9 @@ usage_log = Table(
     # Who asked, as proved (migration 0003): the cost centre claim and how it was proved.
     Column("cost_center", String(200), nullable=True),
     Column("auth_method", String(16), nullable=True),
+    # The PII guard (migration 0004): what it did, and counts per kind as JSON.
+    Column("pii_action", String(16), nullable=True),
+    Column("pii_counts", String(255), nullable=True),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.

@@ -42,6 +42,7 @@ def server(tmp_path: Path, metrics_dir: Path, port: int) -> Iterator[str]:
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS"))},
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "ENVIRONMENT": "test",
+        "AUTH_MODE": "none",
         "USER_HASH_SECRET": "test-secret",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'usage.db'}",
         "AUTO_MIGRATE": "true",

@@ -49,7 +49,8 @@ async def test_upgrade_from_empty_builds_the_table_and_twice_changes_nothing(
     engine = make_engine(database_url)
     try:
         before = await schema_state(engine)
-        assert before.current == frozenset() and before.heads == {"0003"}
+        # One head, whatever the last revision is (parallel branches are re-chained at merge).
+        assert before.current == frozenset() and len(before.heads) == 1
 
         await upgrade(engine)
         assert (await schema_state(engine)).is_current
