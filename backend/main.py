@@ -38,6 +38,8 @@ from backend.routes import chat, health, openai_compat, specialists, usage, ws
 from backend.specialists.manager import SpecialistManager
 from backend.usage.identity import with_hash_key
 from backend.usage.recorder import UsageRecorder
+from backend.web import router as web
+from backend.web.pages import WebPages
 
 log = logging.getLogger("backend")
 
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read by SettingsDep. Not a dependency override: while any is set, FastAPI rebuilds
     # every dependency's signature analysis on every request (over 10 % of /chat/send's CPU).
     app.state.settings = settings
+    app.state.web_pages = WebPages.build(settings)  # the portal's own pages, read once
     # Innermost of the middleware: bodies are bounded before routing, and its refusals still
     # get CORS headers and a request id from the layers around it.
     app.add_middleware(
@@ -187,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router, include_in_schema=settings.admin_token is not None)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
+    app.include_router(web.router)
     return app
 
 

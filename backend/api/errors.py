@@ -37,6 +37,7 @@ from backend.ratelimit.failures import AuthThrottled
 from backend.resilience.breaker import CircuitOpen
 from backend.resilience.disconnect import ClientDisconnected
 from backend.specialists.manager import SpecialistNotFound
+from backend.web.router import AssetNotFound
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (AdminAuthRequired, 401),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
+    (AssetNotFound, 404),
     (RateLimitExceeded, 429),
     (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),
