@@ -54,11 +54,17 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP) -> Any:
-    """A page in a fresh context that fails the test on any script error."""
-    context = await browser.new_context(viewport=viewport, accept_downloads=True)
+async def new_page(
+    browser: Any, viewport: dict[str, int] = DESKTOP, *, bypass_csp: bool = False
+) -> Any:
+    """A page in a fresh context that collects every script error and CSP refusal."""
+    context = await browser.new_context(
+        viewport=viewport, accept_downloads=True, bypass_csp=bypass_csp
+    )
     page = await context.new_page()
     page.errors = []  # uncaught exceptions and CSP refusals, checked by `assert_clean`
+    page.uncaught = []  # uncaught exceptions only
+    page.on("pageerror", lambda exc: page.uncaught.append(str(exc)))
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     # A refused status (the /me probe's 404, a 429) logs "Failed to load resource": not a fault.
     page.on("console", lambda msg: msg.type == "error"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,6 @@ import pytest
 from backend.tests.usage.portal import Portal, running_portal
 from backend.web.assets import AssetBundle
 from backend.web.router import CONTENT_SECURITY_POLICY
-
-
-@pytest.fixture
-async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
-    """The real app on SQLite."""
-    async with running_portal(tmp_path, f"sqlite:///{tmp_path / 'u.db'}") as portal:
-        yield portal
 
 
 @pytest.mark.parametrize("path", ["/", "/ui/usage"])
