@@ -17,8 +17,9 @@ function frame(width, height, label) {
 }
 
 // points: [{label, value}] in order; format turns a value into text.
-export function columnChart(points, { label, format }) {
-  const width = 720, height = 240, left = 56, bottom = 28, top = 12;
+// width: the container's, so the text keeps its size on a phone.
+export function columnChart(points, { label, format, width = 720 }) {
+  const height = 240, left = 56, bottom = 28, top = 12;
   const svg = frame(width, height, label);
   const max = Math.max(...points.map((p) => p.value), 0) || 1;
   const plotH = height - bottom - top;
@@ -28,12 +29,13 @@ export function columnChart(points, { label, format }) {
     const y = top + plotH - fraction * plotH;
     svg.append(node("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, format(max * fraction)));
   }
-  const labelEvery = Math.ceil(points.length / 8);
+  const labelEvery = Math.ceil(points.length / Math.max(2, Math.floor(width / 90)));
   points.forEach((point, i) => {
     const h = (point.value / max) * plotH;
     const x = left + i * step + step * 0.15;
     const bar = node("rect", {
       class: "bar-fill", x, y: top + plotH - h, width: Math.max(step * 0.7, 1), height: h,
+      "data-label": point.label, "data-value": point.value,
     });
     bar.append(node("title", {}, `${point.label}: ${format(point.value)}`));
     svg.append(bar);
@@ -45,18 +47,22 @@ export function columnChart(points, { label, format }) {
 }
 
 // bars: [{label, value}], drawn largest first.
-export function barChart(bars, { label, format }) {
+export function barChart(bars, { label, format, width = 720 }) {
   const sorted = [...bars].sort((a, b) => b.value - a.value).slice(0, 12);
-  const row = 26, left = 180, width = 720;
+  const row = 26, left = Math.min(180, Math.round(width * 0.36));
   const height = Math.max(sorted.length, 1) * row + 8;
   const svg = frame(width, height, label);
   const max = Math.max(...sorted.map((b) => b.value), 0) || 1;
   sorted.forEach((bar, i) => {
     const y = 4 + i * row;
-    const w = (bar.value / max) * (width - left - 110);
-    const name = bar.label.length > 26 ? bar.label.slice(0, 25) + "…" : bar.label;
+    const w = (bar.value / max) * (width - left - 70);
+    const chars = Math.floor(left / 7);
+    const name = bar.label.length > chars ? bar.label.slice(0, chars - 1) + "…" : bar.label;
     svg.append(node("text", { x: left - 8, y: y + 16, "text-anchor": "end" }, name));
-    const rect = node("rect", { class: "bar-fill", x: left, y: y + 3, width: Math.max(w, 1), height: row - 8 });
+    const rect = node("rect", {
+      class: "bar-fill", x: left, y: y + 3, width: Math.max(w, 1), height: row - 8,
+      "data-label": bar.label, "data-value": bar.value,
+    });
     rect.append(node("title", {}, `${bar.label}: ${format(bar.value)}`));
     svg.append(rect);
     svg.append(node("text", { x: left + Math.max(w, 1) + 6, y: y + 16 }, format(bar.value)));

@@ -106,11 +106,15 @@ async function load() {
 function paint(range) {
   paintTotals(summaries.day.totals);
   els.daily.replaceChildren(columnChart(dailySeries(summaries.day.groups, range), {
-    label: "Spend per day in US dollars", format: (v) => usd(v, 4),
+    label: "Spend per day in US dollars", format: (v) => usd(v, 4), width: chartWidth(els.daily),
   }));
   paintBreakdown();
   paintReliability();
   paintUsers();
+}
+
+function chartWidth(element) {
+  return Math.max(320, Math.min(720, element.clientWidth || 720));
 }
 
 function paintTotals(t) {
@@ -158,6 +162,7 @@ function paintBreakdown() {
   const title = els.breakdown.selectedOptions[0].textContent.toLowerCase();
   els.breakdownChart.replaceChildren(barChart(groups.map((g) => ({ label: name(g), value: g.cost_usd })), {
     label: `Spend in US dollars by ${title}`, format: (v) => usd(v, 4),
+    width: chartWidth(els.breakdownChart),
   }));
   els.breakdownTable.replaceChildren(sortableTable([
     { key: "name", label: by[0].toUpperCase() + by.slice(1), numeric: false },
