@@ -61,6 +61,7 @@ async def new_page(
     context = await browser.new_context(
         viewport=viewport, accept_downloads=True, bypass_csp=bypass_csp
     )
+    context.set_default_timeout(15_000)  # fail in seconds, not Playwright's 30
     page = await context.new_page()
     page.errors = []  # uncaught exceptions and CSP refusals, checked by `assert_clean`
     page.uncaught = []  # uncaught exceptions only
