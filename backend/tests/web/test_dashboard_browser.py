@@ -170,6 +170,21 @@ async def test_the_time_range_narrows_the_figures(spend: Portal, browser: Any) -
     expected = (await _summary(spend, "day", 1))["totals"]
     assert 0 < expected["requests"] < 40
     _same_totals(await _shown_totals(page), expected)
+
+    # Custom dates: whole UTC days, the end date included.
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=3)
+    await page.get_by_label("Time range", exact=True).select_option("custom")
+    await page.get_by_label("From", exact=True).fill(start.isoformat())
+    await page.get_by_label("To (inclusive)", exact=True).fill(today.isoformat())
+    await page.get_by_role("button", name="Apply").click()
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#daily-chart rect').length === 4"
+    )
+    response = await spend.client.get("/usage/summary", headers=ADMIN, params={
+        "from": start.isoformat(), "to": (today + timedelta(days=1)).isoformat(),
+    })
+    _same_totals(await _shown_totals(page), response.json()["totals"])
     assert_clean(page)
 
 
