@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backend.tests.usage.helpers import ADMIN_TOKEN, make_record
-from backend.tests.usage.portal import Portal
+from backend.tests.usage.portal import Portal, running_portal
 from backend.tests.web.browser import (
     PHONE,
     assert_clean,
@@ -195,3 +195,18 @@ async def test_a_wrong_token_is_a_sentence_and_is_forgotten(spend: Portal, brows
     assert await page.inner_text("#notice") == "The admin token was not accepted. Enter it again."
     assert await page.evaluate("() => sessionStorage.getItem('portal.adminToken')") is None
     assert await page.locator("#report").is_hidden()
+
+
+async def test_without_admin_token_the_page_says_reports_are_off(
+    tmp_path: Path, browser: Any
+) -> None:
+    async with running_portal(
+        tmp_path, f"sqlite:///{tmp_path / 'u.db'}", admin_token=None
+    ) as portal:
+        page = await new_page(browser)
+        await _sign_in(page, portal, token="anything")
+        await page.wait_for_selector("#notice:not([hidden])")
+        assert await page.inner_text("#notice") == (
+            "Usage reports are switched off on this portal: the server has no ADMIN_TOKEN set."
+        )
+        assert await page.locator("#report").is_hidden()
