@@ -59,6 +59,8 @@ from backend.routes import (
 from backend.specialists.manager import SpecialistManager
 from backend.usage.identity import with_hash_key
 from backend.usage.recorder import UsageRecorder
+from backend.web import router as web
+from backend.web.pages import WebPages
 
 log = logging.getLogger("backend")
 
@@ -206,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read by SettingsDep. Not a dependency override: while any is set, FastAPI rebuilds
     # every dependency's signature analysis on every request (over 10 % of /chat/send's CPU).
     app.state.settings = settings
+    app.state.web_pages = WebPages.build(settings)  # the portal's own pages, read once
     # Innermost of the middleware: bodies are bounded before routing, and its refusals still
     # get CORS headers and a request id from the layers around it.
     app.add_middleware(
@@ -252,6 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router, include_in_schema=settings.effective_auth_mode() != "none")
     app.include_router(metrics.router)
     document_limits(app, settings)
+    app.include_router(web.router)
     return app
 
 

@@ -42,6 +42,7 @@ from backend.ratelimit.failures import AuthThrottled
 from backend.resilience.breaker import CircuitOpen
 from backend.resilience.disconnect import ClientDisconnected
 from backend.specialists.manager import SpecialistNotFound
+from backend.web.router import AssetNotFound
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (MetricsAuthRequired, 401),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
+    (AssetNotFound, 404),
     (RateLimitExceeded, 429),
     (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),

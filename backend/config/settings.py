@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=0)
     breaker_cool_down_seconds: float = Field(default=30.0, gt=0)
     sse_keepalive_seconds: float = Field(default=15.0, ge=0)
+    # The demo provider's pause between words: 0 answers at once; a few hundredths of a
+    # second show the web page's streaming as a real model's answer would look.
+    demo_chunk_delay_seconds: float = Field(default=0.0, ge=0, le=5)
 
     # Observability (README, "Operating the portal").
     metrics_enabled: bool = True

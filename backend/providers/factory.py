@@ -84,7 +84,7 @@ def _google(
 def _demo(
     s: Settings, session: aiohttp.ClientSession, t: ProviderTarget, key: str | None
 ) -> Provider:
-    return DemoProvider()
+    return DemoProvider(chunk_delay_seconds=s.demo_chunk_delay_seconds)
 
 
 BUILDERS: dict[str, Builder] = {

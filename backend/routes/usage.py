@@ -17,7 +17,7 @@ from starlette.responses import StreamingResponse
 from backend.api.deps import ServicesDep, require_admin
 from backend.chat.schemas import ErrorBody
 from backend.errors import InvalidRequest
-from backend.usage.reports import GroupBy, SummaryRow, UsageQuery, export_csv, summarize, totals
+from backend.usage.reports import GroupBy, SummaryRow, UsageQuery, export_csv, summarize
 
 router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Depends(require_admin)])
 
@@ -66,6 +66,11 @@ class SummaryGroup(BaseModel):
     refusals: int = Field(
         default=0, description="Answers refused or blocked by the provider "
         "(finish_reason refusal or content_filter), with or without text")
+    latency_p50_ms: float | None = Field(
+        default=None, description="Median latency of the successful requests (nearest rank); "
+        "null when there is none")
+    latency_p95_ms: float | None = Field(
+        default=None, description="95th percentile latency of the successful requests")
 
 
 class UsageSummary(BaseModel):
@@ -85,11 +90,13 @@ class UsageSummary(BaseModel):
                     "key": "gpt-4o", "label": "gpt-4o", "requests": 120, "failures": 2,
                     "input_tokens": 48000, "output_tokens": 21000, "cost_usd": 0.33,
                     "unpriced_requests": 0, "unbilled_failures": 1, "refusals": 0,
+                    "latency_p50_ms": 812.0, "latency_p95_ms": 2350.5,
                 }],
                 "totals": {
                     "key": None, "label": None, "requests": 120, "failures": 2,
                     "input_tokens": 48000, "output_tokens": 21000, "cost_usd": 0.33,
                     "unpriced_requests": 0, "unbilled_failures": 1, "refusals": 0,
+                    "latency_p50_ms": 812.0, "latency_p95_ms": 2350.5,
                 },
             }]
         }
@@ -128,10 +135,10 @@ async def summary(
 ) -> UsageSummary:
     """Requests, failures, tokens and cost per day, user hash, specialist, model, provider or
     cost centre."""
-    rows = await summarize(services.engine, query, group_by)
+    rows, overall = await summarize(services.engine, query, group_by)
     return UsageSummary(
         start=query.start, end=query.end, group_by=group_by,
-        groups=[_group(r) for r in rows], totals=_group(totals(rows)),
+        groups=[_group(r) for r in rows], totals=_group(overall),
     )
 
 

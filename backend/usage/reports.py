@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Row, Select, case, func, select
+from sqlalchemy import ColumnElement, Row, Select, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.usage.table import COLUMNS, usage_log
@@ -66,6 +66,8 @@ class SummaryRow:
     unbilled_failures: int = 0
     # Answers refused or blocked (finish_reason refusal / content_filter), with text or not.
     refusals: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
 
 
 def _group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
@@ -104,11 +106,51 @@ def summary_statement(query: UsageQuery, group_by: GroupBy, dialect: str) -> Sel
     )
 
 
-async def summarize(engine: AsyncEngine, query: UsageQuery, group_by: GroupBy) -> list[SummaryRow]:
-    """Totals per group, ordered by key (no-key group, e.g. anonymous users, first)."""
-    statement = summary_statement(query, group_by, engine.dialect.name)
+# Percentiles by nearest rank: the p-th is the value at rank ceil(p * n) of the sorted
+# latencies. Both databases run the same window functions, so they agree to the digit
+# (PostgreSQL's percentile_cont interpolates, and SQLite has no percentile at all); the
+# rank test is integer arithmetic, since SQLite's ceil() is an optional build flag.
+PERCENTILES = (("p50", 50), ("p95", 95))
+
+
+def latency_statement(
+    query: UsageQuery, group_by: GroupBy | None, dialect: str
+) -> Select[Any]:
+    """p50 and p95 of the successful requests' latency per group (None: over the range)."""
+    key: ColumnElement[Any] = (
+        _group_key(group_by, dialect) if group_by else literal_column("''")
+    )
+    ranked = (
+        select(
+            key.label("key"),
+            _c.latency_ms.label("latency_ms"),
+            func.row_number().over(partition_by=key, order_by=_c.latency_ms).label("rank"),
+            func.count().over(partition_by=key).label("n"),
+        )
+        .where(*query.where(), _c.success.is_(True))
+        .subquery()
+    )
+    r = ranked.c
+    columns = [
+        func.min(case((r.rank * 100 >= r.n * percent, r.latency_ms))).label(name)
+        for name, percent in PERCENTILES
+    ]
+    return select(r.key, *columns).group_by(r.key)
+
+
+async def summarize(
+    engine: AsyncEngine, query: UsageQuery, group_by: GroupBy
+) -> tuple[list[SummaryRow], SummaryRow]:
+    """Totals per group, ordered by key (no-key group, e.g. anonymous users, first), and
+    the range's totals, each with its latency percentiles."""
+    dialect = engine.dialect.name
     async with engine.connect() as conn:
-        rows = (await conn.execute(statement)).all()
+        rows = (await conn.execute(summary_statement(query, group_by, dialect))).all()
+        latency = {
+            row.key: (row.p50, row.p95)
+            for row in await conn.execute(latency_statement(query, group_by, dialect))
+        }
+        overall = (await conn.execute(latency_statement(query, None, dialect))).first()
     result = [
         SummaryRow(
             key=None if row.key is None else str(row.key),
@@ -117,14 +159,29 @@ async def summarize(engine: AsyncEngine, query: UsageQuery, group_by: GroupBy) -
             input_tokens=int(row.input_tokens), output_tokens=int(row.output_tokens),
             cost_usd=float(row.cost_usd), unpriced_requests=int(row.unpriced),
             unbilled_failures=int(row.unbilled), refusals=int(row.refusals),
+            latency_p50_ms=_float(latency.get(row.key, (None, None))[0]),
+            latency_p95_ms=_float(latency.get(row.key, (None, None))[1]),
         )
         for row in rows
     ]
-    return sorted(result, key=lambda r: (r.key is not None, r.key or ""))
+    result.sort(key=lambda r: (r.key is not None, r.key or ""))
+    total = totals(result)
+    if overall is not None:
+        total = replace(
+            total, latency_p50_ms=_float(overall.p50), latency_p95_ms=_float(overall.p95)
+        )
+    return result, total
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def totals(rows: Sequence[SummaryRow]) -> SummaryRow:
-    """The sum of every group (so the totals always equal the groups shown)."""
+    """The sum of every group (so the totals always equal the groups shown).
+
+    Percentiles do not add up: `summarize` computes the range's own.
+    """
     return SummaryRow(
         key=None, label=None,
         requests=sum(r.requests for r in rows), failures=sum(r.failures for r in rows),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,52 @@ async def test_summary_sums_equal_the_rows_for_every_grouping(portal: Portal) ->
         assert body["from"].startswith("2026-10-02") and body["group_by"] == group_by
         if group_by == "specialist":
             assert got["s1"]["label"] == 'Spec, "quoted"\nname'
+
+
+def _nearest_rank(values: list[float], percent: int) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[math.ceil(percent * len(ordered) / 100) - 1]
+
+
+async def test_summary_latency_percentiles_are_the_successful_rows_nearest_rank(
+    portal: Portal,
+) -> None:
+    records: list[UsageRecord] = portal.records  # type: ignore[attr-defined]
+    start, end = START, START + timedelta(days=3)
+    in_range = [r for r in records if start <= r.timestamp < end]
+    for group_by in ("specialist", "provider", "day"):
+        response = await portal.client.get("/usage/summary", headers=ADMIN, params={
+            "from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
+        })
+        body = response.json()
+        for group in body["groups"]:
+            ok = [r.latency_ms for r in in_range
+                  if _key(r, group_by) == group["key"] and r.success]
+            assert ok, "every group has successful rows in this data set"
+            assert group["latency_p50_ms"] == pytest.approx(_nearest_rank(ok, 50)), group
+            assert group["latency_p95_ms"] == pytest.approx(_nearest_rank(ok, 95)), group
+            assert group["latency_p50_ms"] <= group["latency_p95_ms"]
+        every = [r.latency_ms for r in in_range if r.success]
+        assert body["totals"]["latency_p50_ms"] == pytest.approx(_nearest_rank(every, 50))
+        assert body["totals"]["latency_p95_ms"] == pytest.approx(_nearest_rank(every, 95))
+
+
+async def test_summary_latency_is_null_without_a_successful_request(portal: Portal) -> None:
+    failed = make_record(
+        timestamp=START - timedelta(days=3), specialist_id="only-failures", success=False,
+        latency_ms=50.0, error_kind="provider_unavailable",
+    )
+    await insert_batch(portal.engine, [failed])
+    response = await portal.client.get("/usage/summary", headers=ADMIN, params={
+        "from": (START - timedelta(days=4)).isoformat(), "to": START.isoformat(),
+        "group_by": "specialist",
+    })
+    (group,) = response.json()["groups"]
+    assert (group["key"], group["failures"]) == ("only-failures", 1)
+    assert group["latency_p50_ms"] is None and group["latency_p95_ms"] is None
+    assert response.json()["totals"]["latency_p95_ms"] is None
 
 
 async def test_summary_filters_narrow_the_rows(portal: Portal) -> None:
