@@ -25,6 +25,7 @@ from backend.api.deps import Services
 from backend.auth.apikeys import ApiKeys
 from backend.auth.authenticator import build_authenticator
 from backend.auth.startup import start_auth
+from backend.budgets.factory import build_ledger
 from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
@@ -38,6 +39,7 @@ from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
 from backend.routes import (
+    budgets,
     chat,
     health,
     keys,
@@ -99,10 +101,12 @@ async def build_services(settings: Settings) -> Services:
     recorder = UsageRecorder.from_settings(settings, engine)
     recorder.start()
     providers = ProviderFactory(settings, session, os.environ)
+    prices = PriceBook(settings.price_overrides)
+    ledger = await build_ledger(settings, engine=engine, prices=prices, session=session)
     chat_service = ChatService(
         specialists=specialists,
         providers=providers,
-        prices=PriceBook(settings.price_overrides),
+        prices=prices,
         recorder=recorder,
         limits=ChatLimits(
             max_message_chars=settings.max_message_chars,
@@ -110,6 +114,8 @@ async def build_services(settings: Settings) -> Services:
             max_total_chars=settings.max_total_chars,
         ),
         resilience=resilience,
+        ledger=ledger,
+        default_max_output_tokens=settings.budget_default_max_output_tokens,
     )
     auth = build_authenticator(
         settings, session, ApiKeys(engine, settings.hash_secret())
@@ -125,12 +131,15 @@ async def build_services(settings: Settings) -> Services:
         chat=chat_service,
         ws_clients=ClientConnections(settings.ws_max_connections_per_client),
         auth=auth,
+        ledger=ledger,
     )
 
 
 async def close_services(services: Services) -> None:
     """Drain usage records, then close connections, in that order."""
     await services.recorder.close()
+    if services.ledger is not None:  # after the recorder: its last records settle first
+        await services.ledger.close()
     await services.rate_limits.close()
     await services.session.close()
     await services.engine.dispose()
@@ -184,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=[
             "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-            "Retry-After",
+            "Retry-After", "X-Budget-Remaining-USD",
         ],
     )
     app.add_middleware(RequestContextMiddleware)
@@ -210,6 +219,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     app.include_router(me.router)
+    app.include_router(budgets.router)
+    app.include_router(budgets.admin_router, include_in_schema=admins_exist)
     app.include_router(keys.router)
     app.include_router(ready.router)
     return app

@@ -1,5 +1,6 @@
 """A pure ASGI middleware: stamps each request's id and receipt time, and puts the
-rate-limit decision and X-Request-ID on whatever response goes out (success, SSE, error).
+rate-limit decision, the budget's remaining USD and X-Request-ID on whatever response
+goes out (success, SSE, error).
 
 Pure ASGI rather than BaseHTTPMiddleware so streamed bodies pass through untouched.
 """
@@ -36,6 +37,9 @@ class RequestContextMiddleware:
                 decision = state.get("rate_limit")
                 if decision is not None:
                     headers.extend(decision.headers())
+                budget = state.get("budget")
+                if budget is not None and (pair := budget.header()) is not None:
+                    headers.append(pair)
                 message["headers"] = headers
             await send(message)
 

@@ -20,6 +20,7 @@ from backend.auth.authenticator import Authenticator, bearer_token
 from backend.auth.errors import AuthError, Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import is_admin
+from backend.budgets.ledger import BudgetNote, Ledger
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
@@ -48,6 +49,7 @@ class Services:
     chat: ChatService
     ws_clients: ClientConnections  # open WebSockets per client address
     auth: Authenticator
+    ledger: Ledger | None = None  # None: BUDGET_BACKEND=off
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -183,15 +185,23 @@ class RateLimitedRoute(APIRoute):
 
 
 def request_context(
-    identity: Identity, decision: RateDecision, *, request_id: str, received_at: float
+    identity: Identity, decision: RateDecision, *, request_id: str, received_at: float,
+    connection: HTTPConnection | None = None,
 ) -> RequestContext:
-    """One chat request's context on any transport (a WebSocket builds one per message)."""
+    """One chat request's context on any transport (a WebSocket builds one per message).
+
+    With `connection`, the budget's remaining USD goes on its response's headers.
+    """
+    note = BudgetNote()
+    if connection is not None:
+        connection.state.budget = note
     return RequestContext(
         request_id=request_id,
         received_at=received_at,
         user_email_hash=identity.user_hash,
         rate_limit_key_kind=decision.key_kind,
         identity=identity,
+        budget=note,
     )
 
 
@@ -213,6 +223,7 @@ async def chat_call(request: Request) -> ChatCall:
     context = request_context(
         request.state.identity, decision,
         request_id=request.state.request_id, received_at=request.state.received_at,
+        connection=request,
     )
     return ChatCall(get_services(request), context)
 

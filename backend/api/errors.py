@@ -15,6 +15,12 @@ from starlette.responses import Response
 from backend.api.deps import AdminAuthRequired
 from backend.auth.apikeys import ApiKeyNotFound
 from backend.auth.errors import AuthError, AuthUnavailable, Forbidden
+from backend.budgets.errors import (
+    BudgetExceeded,
+    BudgetUnavailable,
+    BudgetUnpriced,
+    InvalidBudget,
+)
 from backend.errors import (
     BodyReadTimeout,
     InvalidRequest,
@@ -63,9 +69,14 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (Forbidden, 403),
     (AuthUnavailable, 503),
     (ApiKeyNotFound, 404),
+    (InvalidBudget, 422),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),
+    # Payment Required: the spend cap, not the request, is what stops it (nothing upstream).
+    (BudgetExceeded, 402),
+    (BudgetUnpriced, 402),
+    (BudgetUnavailable, 503),
     (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),
     (ProviderNotConfigured, 503),

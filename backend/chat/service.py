@@ -10,13 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
+
+import orjson
 
 from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import may_use
+from backend.budgets.ledger import BudgetNote, Hold, Ledger, Quote
 from backend.chat.schemas import ChatRequest, ChatResponse
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
@@ -64,6 +67,8 @@ class RequestContext:
     rate_limit_key_kind: str | None = None
     # Resolved once at the edge; None only where a caller has no identity (unit tests).
     identity: Identity | None = None
+    # Filled in by the budget reservation; the response's X-Budget-Remaining-USD.
+    budget: BudgetNote | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,7 @@ class Outcome:
     error: PortalError | None = None
     error_kind: str | None = None
     provider: str = ""  # the provider tried last: the one that answered, on success
+    hold: Hold | None = None  # the budget reservation, settled with the usage record
 
 
 class ChatService:
@@ -105,6 +111,8 @@ class ChatService:
         recorder: UsageRecorder,
         limits: ChatLimits,
         resilience: Resilience | None = None,
+        ledger: Ledger | None = None,
+        default_max_output_tokens: int = 4096,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -112,6 +120,9 @@ class ChatService:
         self._recorder = recorder
         self._limits = limits
         self._resilience = resilience or Resilience.off()
+        self._ledger = ledger
+        # With budgets on, every call has an output bound: the one reserved is the one sent.
+        self._default_max_output = default_max_output_tokens if ledger is not None else None
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -127,14 +138,20 @@ class ChatService:
             messages=(*messages, Message("user", body.message)),
             system=specialist.system_prompt or None,
             temperature=specialist.temperature,
-            max_output_tokens=specialist.max_output_tokens,
+            max_output_tokens=specialist.max_output_tokens or self._default_max_output,
         )
         fallbacks = self._specialists.fallbacks(specialist)
+        if self._default_max_output is not None:
+            fallbacks = tuple(
+                replace(r, max_output_tokens=r.max_output_tokens or self._default_max_output)
+                for r in fallbacks
+            )
         return PreparedChat(context, specialist, provider, request, fallbacks)
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
         outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        outcome.hold = await self._reserve(chat)  # a refusal here: nothing went upstream
         try:
             answered = await self._run(chat, _complete, outcome)
             completion: Completion = answered.value
@@ -167,6 +184,7 @@ class ChatService:
         Retries and fallbacks happen here, while nothing has been sent to the client yet.
         """
         outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
+        outcome.hold = await self._reserve(chat)
         try:
             answered = await self._run(chat, self._first_event, outcome)
         except BaseException as exc:
@@ -183,6 +201,19 @@ class ChatService:
         return self._resilience.run(
             chat.provider, chat.request, fallbacks=chat.fallbacks, resolve=self._resolve,
             call=call, tried=outcome,
+        )
+
+    async def _reserve(self, chat: PreparedChat) -> Hold | None:
+        if self._ledger is None:
+            return None
+        request = chat.request
+        quotes = [Quote(chat.provider.name, request.model, request.max_output_tokens or 0)]
+        quotes += [
+            Quote(r.target.provider, r.model, r.max_output_tokens or 0) for r in chat.fallbacks
+        ]
+        return await self._ledger.reserve(
+            identity=chat.context.identity, specialist_id=str(chat.specialist.id),
+            request=request, quotes=quotes, note=chat.context.budget,
         )
 
     def _resolve(self, route: Route) -> Provider:
@@ -230,8 +261,11 @@ class ChatService:
             rate_limit_key_kind=context.rate_limit_key_kind,
             cost_center=context.identity.cost_center if context.identity else None,
             auth_method=context.identity.method if context.identity else None,
+            user_groups=_groups(context.identity),
         )
         self._recorder.record(record)
+        if self._ledger is not None:
+            self._ledger.settle(outcome.hold, record.estimated_cost_usd)
         return record
 
 
@@ -297,6 +331,12 @@ async def close_events(events: AsyncIterator[StreamEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _groups(identity: Identity | None) -> str | None:
+    if identity is None or not identity.groups:
+        return None
+    return orjson.dumps(sorted(identity.groups)).decode()
 
 
 def _interrupted_kind(exc: BaseException) -> str:

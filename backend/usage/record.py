@@ -54,6 +54,7 @@ class UsageRecord:
     rate_limit_key_kind: str | None = None
     cost_center: str | None = None
     auth_method: str | None = None  # none | header | jwt | api_key | admin_token
+    user_groups: str | None = None  # a sorted JSON list; what group budgets are rebuilt from
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

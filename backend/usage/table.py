@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -57,6 +58,9 @@ usage_log = Table(
     # Who asked, as proved (migration 0003): the cost centre claim and how it was proved.
     Column("cost_center", String(200), nullable=True),
     Column("auth_method", String(16), nullable=True),
+    # The caller's groups as a sorted JSON list (migration 0005): group budgets are rebuilt
+    # from these rows.
+    Column("user_groups", Text, nullable=True),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.
