@@ -104,6 +104,12 @@ class BudgetStore(Protocol):
         `period`; returns the budgets that crossed the alert threshold for the first time."""
         ...
 
+    def settle_now(
+        self, period: Period, reservation: str, charges: Sequence[Charge], cost: int
+    ) -> list[ScopeState] | None:
+        """`settle` without awaiting, where the store needs no I/O; None where it does."""
+        ...
+
     async def states(self, period: Period, charges: Sequence[Charge]) -> list[ScopeState]:
         """The charges' counters and limits, reserving nothing."""
         ...

@@ -105,10 +105,15 @@ class Ledger:
         self._clock = clock
         self._loading = asyncio.Lock()
         self._settling: set[asyncio.Task[None]] = set()
+        self._period: Period | None = None
 
     def period(self) -> Period:
-        """The budget period now."""
-        return period_at(self._clock(), self._kind, self._zone)
+        """The budget period now (computed again only once the last one has ended)."""
+        now = self._clock()
+        current = self._period
+        if current is None or not current.start <= now < current.end:
+            current = self._period = period_at(now, self._kind, self._zone)
+        return current
 
     async def start(self) -> None:
         """Rebuild the current period's counters from usage_log (a lost Redis waits)."""
@@ -170,6 +175,12 @@ class Ledger:
         if cost > hold.amount:
             log.warning("budgets: a request cost %d nano-USD over its reservation",
                         cost - hold.amount)
+        period = self.period()
+        crossed = self.store.settle_now(period, hold.reservation, hold.charges, cost)
+        if crossed is not None:  # in-process: done, no task needed
+            for state in crossed:
+                self._alerts.crossed(state, period)
+            return
         task = asyncio.create_task(self._settle(hold, cost))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)

@@ -78,6 +78,12 @@ class MemoryBudgetStore:
         self, period: Period, reservation: str, charges: Sequence[Charge], cost: int
     ) -> list[ScopeState]:
         """Drop the reservation and charge `cost` in `period` (see BudgetStore)."""
+        return self.settle_now(period, reservation, charges, cost)
+
+    def settle_now(
+        self, period: Period, reservation: str, charges: Sequence[Charge], cost: int
+    ) -> list[ScopeState]:
+        """`settle`, at once: nothing here needs to wait."""
         self._drop(reservation)
         crossed = []
         for charge in charges:

@@ -95,6 +95,12 @@ class RedisBudgetStore:
             crossed.append(ScopeState(charge, int(reply[i + 1]), int(reply[i + 2]), 0))
         return crossed
 
+    def settle_now(
+        self, period: Period, reservation: str, charges: Sequence[Charge], cost: int
+    ) -> None:
+        """Settling needs a round trip to Redis: always None (the ledger awaits `settle`)."""
+        return None
+
     async def states(self, period: Period, charges: Sequence[Charge]) -> list[ScopeState]:
         """The charges' counters and limits (see BudgetStore)."""
         keys = [self._loaded_key(period), self._key("limits"),
