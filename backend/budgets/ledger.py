@@ -106,6 +106,9 @@ class Ledger:
         self._loading = asyncio.Lock()
         self._settling: set[asyncio.Task[None]] = set()
         self._period: Period | None = None
+        # Whether any budget set through the API is known to exist (from the database at
+        # each rebuild, from this worker's changes, from the store's answers).
+        self._limits_known = False
 
     def period(self) -> Period:
         """The budget period now (computed again only once the last one has ended)."""
@@ -137,18 +140,30 @@ class Ledger:
     async def reserve(
         self, *, identity: Identity | None, specialist_id: str, request: CompletionRequest,
         quotes: Sequence[Quote], note: BudgetNote | None = None,
-    ) -> Hold:
-        """Reserve the worst case on every applicable budget at once, or raise (402/503)."""
+    ) -> Hold | None:
+        """Reserve the worst case on every applicable budget at once, or raise (402/503).
+
+        None: the store is unreachable and no budget is known to exist, so none is enforced.
+        """
         charges = self.policy.charges(identity, specialist_id)
         amount = self.worst_case(request, quotes)
         if amount is None and self._unpriced_allowed:
             amount = 0  # counted at the record's cost, which is unknown: nothing
         period = self.period()
         reservation = uuid.uuid4().hex
-        admission = await self._with_period(
-            period, lambda: self.store.reserve(
-                period, reservation, charges, amount, ttl=self._ttl)
-        )
+        try:
+            admission = await self._with_period(
+                period, lambda: self.store.reserve(
+                    period, reservation, charges, amount, ttl=self._ttl)
+            )
+        except BudgetUnavailable:
+            if self._limits_known or self.policy.any_limit():
+                raise  # a budget exists: fail closed
+            # No budget exists anywhere we know of (a REDIS_URL set for rate limits only):
+            # nothing to enforce, and the usage row still counts at the next rebuild.
+            return None
+        if not self._limits_known:
+            self._limits_known = any(s.limit is not None for s in admission.states)
         tightest = admission.tightest
         if note is not None and tightest is not None:
             note.remaining_usd = to_usd(tightest.remaining or 0)
@@ -202,6 +217,7 @@ class Ledger:
             )
         except (SQLAlchemyError, OSError) as exc:
             raise BudgetUnavailable(f"database: {type(exc).__name__}") from exc
+        self._limits_known = self._limits_known or new is not None
         try:
             await self.store.set_limit(f"{scope}:{name}", None if new is None else to_nano(new))
         except StoreUnavailable as exc:
@@ -246,6 +262,7 @@ class Ledger:
                 spent = await journal.spent_in(self._engine, period)
                 limits = {f"{r.scope}:{r.name}": to_nano(r.limit_usd)
                           for r in await journal.limits(self._engine)}
+                self._limits_known = self._limits_known or bool(limits)
             except (SQLAlchemyError, OSError) as exc:
                 raise BudgetUnavailable(f"usage_log unreadable: {type(exc).__name__}") from exc
             try:

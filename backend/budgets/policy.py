@@ -38,6 +38,12 @@ class BudgetPolicy:
             portal=None if budgets.portal is None else to_nano(budgets.portal),
         )
 
+    def any_limit(self) -> bool:
+        """Whether settings set any budget at all."""
+        return self.user_default is not None or self.portal is not None or bool(
+            self.users or self.groups or self.cost_centers or self.specialists
+        )
+
     def charges(self, identity: Identity | None, specialist_id: str) -> tuple[Charge, ...]:
         """Every budget the request counts against, limited or not (the API may add one)."""
         charges: list[Charge] = []

@@ -268,3 +268,18 @@ async def test_budgets_off_sends_no_header(portal_factory: Any) -> None:
     assert answer.status_code == 200 and "x-budget-remaining-usd" not in answer.headers
     assert (await portal.client.get("/me/budget")).json() == {
         "enabled": False, "period": None, "budgets": []}
+
+
+async def test_an_unreachable_redis_fails_closed_only_where_a_budget_exists(
+    portal_factory: Any,
+) -> None:
+    dead = "redis://127.0.0.1:9/0"  # nothing listens: REDIS_URL set, Redis down
+    unbudgeted = await portal_with(portal_factory, redis_url=dead)
+    served = await unbudgeted.client.post(
+        "/chat/send", content=chat(), headers=headers("k@x.com"))
+    assert served.status_code == 200  # no budget anywhere: nothing to enforce
+    budgeted = await portal_with(portal_factory, redis_url=dead, budget_user_usd=5.0)
+    refused = await budgeted.client.post(
+        "/chat/send", content=chat(), headers=headers("k@x.com"))
+    assert refused.status_code == 503 and refused.json()["error"] == "budget_unavailable"
+    assert len(budgeted.fakes["openai"].requests) == 0
