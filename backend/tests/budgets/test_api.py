@@ -147,6 +147,7 @@ async def test_reservations_are_settled_however_the_request_ends(portal_factory:
     fake.script.cut_after_chunks = 1  # a stream cut by the upstream
     cut = await portal.client.post("/chat/stream", content=chat(), headers=headers(email))
     assert cut.status_code == 200 and "upstream_stream_cut" in cut.text
+    assert float(cut.headers["x-budget-remaining-usd"]) < 1.0  # on the SSE response too
     rows += 1
     await agree(portal, email, rows)
 
@@ -157,6 +158,15 @@ async def test_reservations_are_settled_however_the_request_ends(portal_factory:
     ) as response:
         async for _ in response.aiter_bytes():
             break
+    rows += 1
+    await agree(portal, email, rows)
+
+    fake.script.chunk_delay = 0
+    v1 = await portal.client.post(
+        "/v1/chat/completions", headers=headers(email),
+        content=orjson.dumps({"model": OPENAI, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    assert v1.status_code == 200 and "x-budget-remaining-usd" in v1.headers
     rows += 1
     total = await agree(portal, email, rows)
     assert total > 0
