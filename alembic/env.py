@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from backend.config.settings import get_settings
 from backend.database.engine import async_url, make_engine
 import backend.auth.table  # noqa: F401  (declares api_keys on the same metadata)
+import backend.budgets.table  # noqa: F401  (and the budget tables)
 from backend.usage.table import metadata
 
 config = context.config

@@ -27,6 +27,7 @@ from backend.api.openapi import document_limits
 from backend.auth.apikeys import ApiKeys
 from backend.auth.authenticator import build_authenticator
 from backend.auth.startup import start_auth
+from backend.budgets.factory import build_ledger
 from backend.chat.service import ChatLimits, ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
@@ -46,6 +47,7 @@ from backend.providers.factory import PROVIDER_NAMES, ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
 from backend.routes import (
+    budgets,
     chat,
     health,
     keys,
@@ -119,10 +121,12 @@ async def build_services(settings: Settings) -> Services:
     recorder = UsageRecorder.from_settings(settings, engine, metrics)
     recorder.start()
     providers = ProviderFactory(settings, session, os.environ)
+    prices = PriceBook(settings.price_overrides)
+    ledger = await build_ledger(settings, engine=engine, prices=prices, session=session)
     chat_service = ChatService(
         specialists=specialists,
         providers=providers,
-        prices=PriceBook(settings.price_overrides),
+        prices=prices,
         recorder=recorder,
         limits=ChatLimits(
             max_message_chars=settings.max_message_chars,
@@ -133,6 +137,8 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         tracing=tracing,
         guard=build_guard(settings),
+        ledger=ledger,
+        default_max_output_tokens=settings.budget_default_max_output_tokens,
     )
     auth = build_authenticator(
         settings, session, ApiKeys(engine, settings.hash_secret())
@@ -150,6 +156,7 @@ async def build_services(settings: Settings) -> Services:
         auth=auth,
         metrics=metrics,
         tracing=tracing,
+        ledger=ledger,
     )
 
 
@@ -165,6 +172,8 @@ def build_guard(settings: Settings) -> Guard:
 async def close_services(services: Services) -> None:
     """Drain usage records, then close connections, in that order."""
     await services.recorder.close()
+    if services.ledger is not None:  # after the recorder: its last records settle first
+        await services.ledger.close()
     await services.rate_limits.close()
     await services.session.close()
     await services.engine.dispose()
@@ -223,7 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=[
             "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-            "Retry-After",
+            "Retry-After", "X-Budget-Remaining-USD",
         ],
     )
     app.add_middleware(RequestContextMiddleware, access_log=access_log)
@@ -254,6 +263,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Keys are minted only by a verified user: under AUTH_MODE=none they cannot exist.
     app.include_router(keys.router, include_in_schema=settings.effective_auth_mode() != "none")
     app.include_router(metrics.router)
+    app.include_router(budgets.router)
+    app.include_router(budgets.admin_router, include_in_schema=admins_exist)
     document_limits(app, settings)
     app.include_router(web.router)
     return app

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -226,6 +226,27 @@ def summarise(latencies: list[float], errors: list[str], elapsed: float) -> dict
         "elapsed": elapsed, "rps": len(ordered) / elapsed if elapsed else 0.0,
         "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
     }
+
+
+def rounds_main(
+    doc: str, run: Callable[[argparse.Namespace], int], *, rounds: int = 3,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """The command line of a bench that alternates rounds of fixed-length load points."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds per server, once")
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds; median")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--check", action="store_true", help="exit 1 if under target or errors")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    try:
+        sys.exit(run(args))
+    except KeyboardInterrupt:  # `run` has stopped every child in its `finally` by now
+        print("\ninterrupted; all bench processes stopped", file=sys.stderr)
+        sys.exit(130)
 
 
 def _main() -> None:

@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Children, child_env, free_port, run_load, sigterm_as_exit, wait_http
+from bench._common import (
+    Children,
+    child_env,
+    free_port,
+    rounds_main,
+    run_load,
+    sigterm_as_exit,
+    wait_http,
+)
 from bench.bench_chat import API_KEY, chat_body, specialists_yaml, uvicorn_args
 
 ISSUER = "https://idp.bench.invalid"
@@ -122,18 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> None:
     """Command line: `python -m bench.bench_auth --help`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds per portal, once")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; median")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--check", action="store_true", help="exit 1 if under target or errors")
-    args = parser.parse_args()
-    try:
-        sys.exit(run(args))
-    except KeyboardInterrupt:
-        print("\ninterrupted; all bench processes stopped", file=sys.stderr)
-        sys.exit(130)
+    rounds_main(__doc__, run)
 
 
 if __name__ == "__main__":

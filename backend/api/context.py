@@ -1,6 +1,7 @@
 """A pure ASGI middleware: stamps each request's id and receipt time, and puts the
-rate-limit decision and X-Request-ID on whatever response goes out (success, SSE, error).
-With JSON logs it also writes each request's access line, once its last byte is sent.
+rate-limit decision, the budget's remaining USD and X-Request-ID on whatever response
+goes out (success, SSE, error). With JSON logs it also writes each request's access line,
+once its last byte is sent.
 
 Pure ASGI rather than BaseHTTPMiddleware so streamed bodies pass through untouched.
 """
@@ -49,6 +50,9 @@ class RequestContextMiddleware:
                 decision = state.get("rate_limit")
                 if decision is not None:
                     headers.extend(decision.headers())
+                budget = state.get("budget")
+                if budget is not None and (pair := budget.header()) is not None:
+                    headers.append(pair)
                 message["headers"] = headers
             await send(message)
 

@@ -20,6 +20,7 @@ from backend.auth.authenticator import Authenticator, bearer_token
 from backend.auth.errors import AuthError, Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import is_admin
+from backend.budgets.ledger import BudgetNote, Ledger
 from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
@@ -53,6 +54,7 @@ class Services:
     auth: Authenticator
     metrics: PortalMetrics
     tracing: Tracing | None = None
+    ledger: Ledger | None = None  # None: BUDGET_BACKEND=off
 
 
 def get_services(request: HTTPConnection) -> Services:
@@ -210,7 +212,10 @@ def request_context(
     connection: HTTPConnection, identity: Identity, decision: RateDecision, *,
     request_id: str, received_at: float, transport: str,
 ) -> RequestContext:
-    """One chat request's context on any transport (a WebSocket builds one per message)."""
+    """One chat request's context on any transport (a WebSocket builds one per message);
+    the budget's remaining USD goes on the connection's response headers (HTTP only)."""
+    note = BudgetNote()
+    connection.state.budget = note
     context = RequestContext(
         request_id=request_id,
         received_at=received_at,
@@ -218,6 +223,7 @@ def request_context(
         rate_limit_key_kind=decision.key_kind,
         identity=identity,
         transport=transport,
+        budget=note,
     )
     connection.state.chat_context = context  # what `count_refusal` looks at
     return context

@@ -16,6 +16,12 @@ from starlette.routing import Match
 from backend.api.deps import AdminAuthRequired, MetricsAuthRequired
 from backend.auth.apikeys import ApiKeyNotFound
 from backend.auth.errors import AuthError, AuthUnavailable, Forbidden
+from backend.budgets.errors import (
+    BudgetExceeded,
+    BudgetUnavailable,
+    BudgetUnpriced,
+    InvalidBudget,
+)
 from backend.chat.errors import ContentFiltered, ContentRefused, OutputBudgetExhausted
 from backend.errors import (
     BodyReadTimeout,
@@ -68,10 +74,15 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (AuthUnavailable, 503),
     (ApiKeyNotFound, 404),
     (MetricsAuthRequired, 401),
+    (InvalidBudget, 422),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (AssetNotFound, 404),
     (RateLimitExceeded, 429),
+    # Payment Required: the spend cap, not the request, is what stops it (nothing upstream).
+    (BudgetExceeded, 402),
+    (BudgetUnpriced, 402),
+    (BudgetUnavailable, 503),
     (AuthThrottled, 429),
     (RateLimiterUnavailable, 503),
     (GuardFailed, 503),

@@ -10,13 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import orjson
 
 from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import may_use
+from backend.budgets.ledger import BudgetNote, Hold, Ledger, Quote
 from backend.chat.judge import judge
 from backend.chat.pii import UNGUARDED, Protection, protect
 from backend.chat.schemas import ChatRequest, ChatResponse
@@ -74,6 +77,8 @@ class RequestContext:
     identity: Identity | None = None
     transport: str = "send"  # send | stream | ws | v1: the metrics' transport label
     counted: bool = False  # set once the metrics hold this request, so no edge counts it again
+    # Filled in by the budget reservation; the response's X-Budget-Remaining-USD.
+    budget: BudgetNote | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class Outcome:
     requested_model: str | None = None  # the configured model that answered (a metric label)
     span: Any = None  # the interaction's trace span, when tracing is on
     text: list[str] | None = None  # the answer, kept only when traces capture content
+    hold: Hold | None = None  # the budget reservation, settled with the usage record
 
 
 class ChatService:
@@ -123,6 +129,8 @@ class ChatService:
         metrics: PortalMetrics = NULL_METRICS,
         tracing: Tracing | None = None,
         guard: Guard | None = None,
+        ledger: Ledger | None = None,
+        default_max_output_tokens: int = 4096,
     ) -> None:
         self._specialists = specialists
         self._providers = providers
@@ -133,6 +141,9 @@ class ChatService:
         self.metrics = metrics
         self.tracing = tracing
         self._guard = guard
+        self._ledger = ledger
+        # With budgets on, every call has an output bound: the one reserved is the one sent.
+        self._default_max_output = default_max_output_tokens if ledger is not None else None
 
     def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
         """Look up the specialist and provider and check limits; raise before any upstream call."""
@@ -148,9 +159,14 @@ class ChatService:
             messages=(*messages, Message("user", body.message)),
             system=specialist.system_prompt or None,
             temperature=specialist.temperature,
-            max_output_tokens=specialist.max_output_tokens,
+            max_output_tokens=specialist.max_output_tokens or self._default_max_output,
         )
         fallbacks = self._specialists.fallbacks(specialist)
+        if self._default_max_output is not None:
+            fallbacks = tuple(
+                replace(r, max_output_tokens=r.max_output_tokens or self._default_max_output)
+                for r in fallbacks
+            )
         pii = UNGUARDED
         if self._guard is not None:  # on every way in, before anything can go upstream
             request, pii = protect(self._guard, request, specialist.pii)
@@ -159,6 +175,7 @@ class ChatService:
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
         outcome = self._outcome(chat)
+        outcome.hold = await self._reserve(chat)  # a refusal here: nothing went upstream
         try:
             answered = await self._run(chat, _complete, outcome)
             completion: Completion = answered.value
@@ -201,6 +218,7 @@ class ChatService:
         Retries and fallbacks happen here, while nothing has been sent to the client yet.
         """
         outcome = self._outcome(chat)
+        outcome.hold = await self._reserve(chat)
         try:
             answered = await self._run(chat, self._first_event, outcome)
         except BaseException as exc:
@@ -253,6 +271,19 @@ class ChatService:
         if outcome.span is None or self.tracing is None:
             return run  # untraced: no extra frame on the request path
         return self.tracing.within(outcome.span, run)
+
+    async def _reserve(self, chat: PreparedChat) -> Hold | None:
+        if self._ledger is None:
+            return None
+        request = chat.request
+        quotes = [Quote(chat.provider.name, request.model, request.max_output_tokens or 0)]
+        quotes += [
+            Quote(r.target.provider, r.model, r.max_output_tokens or 0) for r in chat.fallbacks
+        ]
+        return await self._ledger.reserve(
+            identity=chat.context.identity, specialist_id=str(chat.specialist.id),
+            request=request, quotes=quotes, note=chat.context.budget,
+        )
 
     def _resolve(self, route: Route) -> Provider:
         return self._providers.get(route.target)
@@ -311,8 +342,11 @@ class ChatService:
             auth_method=context.identity.method if context.identity else None,
             pii_action=chat.pii.action,
             pii_counts=chat.pii.counts_json(),
+            user_groups=_groups(context.identity),
         )
         self._recorder.record(record)
+        if self._ledger is not None:
+            self._ledger.settle(outcome.hold, record.estimated_cost_usd)
         self._report(context, outcome, record)
         return record
 
@@ -453,6 +487,12 @@ async def close_events(events: AsyncIterator[StreamEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _groups(identity: Identity | None) -> str | None:
+    if identity is None or not identity.groups:
+        return None
+    return orjson.dumps(sorted(identity.groups)).decode()
 
 
 def _interrupted_kind(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_val
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.config.auth import check_auth_settings
+from backend.config.budgets import BudgetsConfig, check_budget_settings
 from backend.guard.contacts import check_regions
 from backend.guard.detect import DEFAULT_PHONE_REGIONS
 from backend.guard.kinds import ALL_TYPES, PiiType
@@ -140,7 +141,7 @@ class Settings(BaseSettings):
     @field_validator(
         "rate_limit_backend", "redis_url", "rate_limit_user_requests",
         "rate_limit_user_window_seconds", "max_request_bytes", "user_hash_secret",
-        mode="before",
+        "budget_backend", "budget_user_usd", "budget_alert_webhook_url", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -248,6 +249,28 @@ class Settings(BaseSettings):
     # Members of any of these groups are admins (the /usage/* reports, /admin/*).
     admin_groups: list[str] = Field(default_factory=list)
 
+    # Budgets (docs/budgets.md): spend caps per user, group, cost centre, specialist, portal.
+    # memory | redis | off; unset: redis exactly when REDIS_URL is set, else memory.
+    budget_backend: Literal["memory", "redis", "off"] | None = None
+    # Every user's budget per period, unless BUDGETS or the admin API sets theirs.
+    budget_user_usd: float | None = Field(default=None, ge=0)
+    # {"users": {"a@x.com": 50}, "groups": {..}, "cost_centers": {..}, "specialists": {..},
+    #  "portal": 5000}: USD per period.
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    budget_period: Literal["day", "week", "month"] = "month"
+    budget_timezone: str = "UTC"
+    # A model without a known price while a budget applies: refuse (402) or allow (uncounted).
+    budget_unpriced: Literal["refuse", "allow"] = "refuse"
+    budget_alert_percent: float = Field(default=80.0, gt=0, le=100)
+    budget_alert_webhook_url: str | None = None
+    # Output bound reserved and sent upstream for a specialist with no max_output_tokens.
+    budget_default_max_output_tokens: int = Field(default=4096, ge=1)
+    # Tokens reserved per message on top of its UTF-8 bytes (roles, separators).
+    budget_message_overhead_tokens: int = Field(default=16, ge=0)
+    # A reservation its worker never settled (the worker died) is dropped after this long.
+    budget_reservation_ttl_seconds: float = Field(default=900.0, ge=10)
+    budget_redis_prefix: str = "budget:"
+
     @field_validator(
         "auth_mode", "oidc_issuer", "jwt_jwks_url", "jwt_issuer", "jwt_audience",
         "jwt_cost_center_claim", "jwt_hs256_secret", "frontend_shared_secret",
@@ -299,6 +322,9 @@ class Settings(BaseSettings):
                 "USER_HASH_SECRET must be set when ENVIRONMENT is not development"
             )
         check_auth_settings(self)
+        check_budget_settings(self)
+        if self.budget_backend == "redis" and self.redis_url is None:
+            raise ValueError("BUDGET_BACKEND=redis needs REDIS_URL")
         return self
 
     def request_byte_cap(self) -> int:
@@ -311,6 +337,12 @@ class Settings(BaseSettings):
         if self.max_request_bytes is not None:
             return self.max_request_bytes
         return 12 * self.max_total_chars + 64 * 1024
+
+    def effective_budget_backend(self) -> Literal["memory", "redis", "off"]:
+        """BUDGET_BACKEND, with unset meaning redis exactly when REDIS_URL is set."""
+        if self.budget_backend is not None:
+            return self.budget_backend
+        return "redis" if self.redis_url else "memory"
 
     def effective_auth_mode(self) -> Literal["none", "header", "jwt"]:
         """AUTH_MODE, with unset meaning `none` (only allowed in development)."""

@@ -42,6 +42,11 @@ def is_openai_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+_BUDGET_FIELDS = (
+    "scope", "name", "limit_usd", "spent_usd", "reserved_usd", "requested_usd", "resets_at"
+)
+
+
 def openai_error(
     status: int, body: dict[str, Any], *, method: str, path: str
 ) -> tuple[int, dict[str, Any]]:
@@ -65,6 +70,8 @@ def openai_error(
     }
     if body.get("provider"):
         error["provider"] = body["provider"]
+    if "limit_usd" in body:  # a budget refusal: which budget, and when it resets
+        error.update({k: body[k] for k in _BUDGET_FIELDS if k in body})
     return status, {"error": error}
 
 

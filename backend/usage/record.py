@@ -60,6 +60,7 @@ class UsageRecord:
     # distinct values of each kind, as JSON (`{"card": 1, "iban": 2}`); never the values.
     pii_action: str | None = None
     pii_counts: str | None = None
+    user_groups: str | None = None  # a sorted JSON list; what group budgets are rebuilt from
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

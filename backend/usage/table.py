@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     true,
 )
@@ -67,6 +68,9 @@ usage_log = Table(
     # The PII guard (migration 0004): what it did, and counts per kind as JSON.
     Column("pii_action", String(16), nullable=True),
     Column("pii_counts", String(255), nullable=True),
+    # The caller's groups as a sorted JSON list (migration 0005): group budgets are rebuilt
+    # from these rows.
+    Column("user_groups", Text, nullable=True),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.

@@ -5,7 +5,8 @@ the schema's descriptions (and the 4xx the server answers), and these hooks teac
 generator the same rules, as schemathesis documents for such constraints:
 - /usage/*: `from` must be before `to` (now, when `to` is absent);
 - /v1/chat/completions: the conversation must end in a user message with text, and user
-  and assistant messages need content.
+  and assistant messages need content;
+- /admin/budgets/portal/{name}: the portal's one budget is named `portal`.
 Only schema-valid (positive) cases are adjusted, and only in what breaks those rules;
 every other generated request goes out exactly as generated.
 """
@@ -76,4 +77,7 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
         case.query = _forward_range(case.query)
     elif path == "/v1/chat/completions" and isinstance(case.body, dict):
         case.body = _servable_conversation(case.body)
+    elif path == "/admin/budgets/{scope}/{name}" and isinstance(case.path_parameters, dict):
+        if case.path_parameters.get("scope") == "portal":
+            case.path_parameters = {**case.path_parameters, "name": "portal"}
     return case

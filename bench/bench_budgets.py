@@ -1,0 +1,132 @@
+"""What budgets cost: /chat/send req/s with budgets on (in-process, and on Redis) vs off.
+
+    python -m bench.bench_budgets [--duration 5] [--rounds 3] [--concurrency 16] [--warmup 1]
+                                  [--redis-url redis://127.0.0.1:6379/0] [--check]
+
+Starts, each in its own process: bench_chat's fake OpenAI upstream, and three portals (one
+uvicorn worker each, limiter in memory, usage records on) that differ only in
+BUDGET_BACKEND: `off`; `memory`; and `redis`. The two with budgets have a per-user budget,
+a group-free user and a portal budget, all far from exhausted, so every request reserves
+on two budgets and settles on them. Rounds rotate which portal goes first; the figures are
+medians of the per-round ratios. Target: in-process within 10 % of off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from bench._common import (
+    Children,
+    child_env,
+    cpu_seconds,
+    free_port,
+    rounds_main,
+    run_load,
+    sigterm_as_exit,
+    wait_http,
+)
+from bench.bench_chat import API_KEY, chat_body, specialists_yaml, uvicorn_args
+
+TARGET_RATIO = 0.90
+MODES = ("off", "memory", "redis")
+
+
+def start_all(children: Children, tmp: Path, redis_url: str) -> dict[str, str]:
+    """The fake and the three portals; their /chat/send URLs."""
+    fake = free_port()
+    base = f"http://127.0.0.1:{fake}/v1"
+    children.start("fake", [sys.executable, "-m", "bench.bench_chat", "fake", "--port",
+                            str(fake), "--chunks", "20"], child_env())
+    (tmp / "specialists.yaml").write_text(specialists_yaml())
+    budgets = {"BUDGET_USER_USD": "1000000", "BUDGETS": json.dumps({"portal": 1e8})}
+    modes = {
+        "off": {"BUDGET_BACKEND": "off"},
+        "memory": {"BUDGET_BACKEND": "memory", **budgets},
+        "redis": {"BUDGET_BACKEND": "redis", "REDIS_URL": redis_url,
+                  "BUDGET_REDIS_PREFIX": f"bench:{uuid.uuid4().hex}:", **budgets},
+    }
+    urls = {}
+    for mode, extra in modes.items():
+        port = free_port()
+        children.start(mode, uvicorn_args("backend.main:app", port), child_env(
+            ENVIRONMENT="development", OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY,
+            DATABASE_URL=f"sqlite:///{tmp / f'usage-{mode}.db'}",
+            USAGE_SPOOL_DIR=str(tmp / f"spool-{mode}"),
+            SPECIALISTS_FILE=str(tmp / "specialists.yaml"), RATE_LIMIT_BACKEND="memory",
+            RATE_LIMIT_REQUESTS=str(10**12), LOG_LEVEL="WARNING", **extra,
+        ))
+        urls[mode] = f"http://127.0.0.1:{port}/chat/send"
+    wait_http(children, f"http://127.0.0.1:{fake}/health")
+    for url in urls.values():
+        wait_http(children, url.replace("/chat/send", "/health"))
+    return urls
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the three portals in rotating rounds; print req/s and the ratios to off."""
+    print(f"bench_budgets: /chat/send, concurrency {args.concurrency}, {args.duration:g} s per "
+          f"point, {args.rounds} round(s)")
+    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}  # server CPU us per request
+    ratios: dict[str, list[float]] = {"memory": [], "redis": []}
+    errors = 0
+    headers = {"X-User-Email": "bench@example.com"}
+    body = chat_body()
+    with tempfile.TemporaryDirectory(prefix="bench_budgets_") as tmp_name, sigterm_as_exit():
+        children = Children(Path(tmp_name))
+        try:
+            urls = start_all(children, Path(tmp_name), args.redis_url)
+            for mode in MODES:
+                run_load(urls[mode], body, concurrency=args.concurrency, duration=args.warmup,
+                         headers=headers, expect_tail=b'"request_id"')
+            for round_no in range(args.rounds):
+                order = MODES[round_no % 3:] + MODES[: round_no % 3]
+                got = {}
+                for mode in order:
+                    before = cpu_seconds(children.pid(mode))
+                    result = run_load(urls[mode], body, concurrency=args.concurrency,
+                                      duration=args.duration, headers=headers,
+                                      expect_tail=b'"request_id"')
+                    errors += result["errors"]
+                    if result["first_error"]:
+                        print(f"  ! {mode}: {result['errors']} errors, first: "
+                              f"{result['first_error']}")
+                    used = cpu_seconds(children.pid(mode)) - before
+                    cpu[mode].append(1e6 * used / max(1, result["requests"]))
+                    got[mode] = result["rps"]
+                    samples[mode].append(result["rps"])
+                for mode in ratios:
+                    ratios[mode].append(got[mode] / max(got["off"], 1e-9))
+                print(f"  round {round_no + 1}: " + "   ".join(
+                    f"{mode} {got[mode]:6.0f} req/s {cpu[mode][-1]:5.0f} us CPU/req"
+                    for mode in MODES), flush=True)
+        finally:
+            children.stop_all()
+    memory = statistics.median(ratios["memory"])
+    verdict = "ok" if memory >= TARGET_RATIO else "UNDER TARGET"
+    print("\nmedian req/s: " + ", ".join(
+        f"{mode} {statistics.median(samples[mode]):.0f}" for mode in MODES))
+    print("median server CPU us/request: " + ", ".join(
+        f"{mode} {statistics.median(cpu[mode]):.0f}" for mode in MODES))
+    for mode in ratios:
+        values = ratios[mode]
+        print(f"{mode}/off req/s median {statistics.median(values):.1%} "
+              f"[{min(values):.0%}-{max(values):.0%}]")
+    print(f"in-process target >= {TARGET_RATIO:.0%}: {verdict}; load errors: {errors}")
+    return 1 if args.check and (memory < TARGET_RATIO or errors) else 0
+
+
+def main() -> None:
+    """Command line: `python -m bench.bench_budgets --help`."""
+    rounds_main(__doc__, run, extra=lambda parser: parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/0"))
+
+
+if __name__ == "__main__":
+    main()
