@@ -33,11 +33,14 @@ from backend.database.migrations import prepare_schema
 from backend.frontdoor.body import BodyLimits
 from backend.frontdoor.connections import ClientConnections
 from backend.frontdoor.server import ServerHardening, ServerLimits
+from backend.governance.startup import start_governance
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
 from backend.routes import (
+    admin_specialists,
+    audit,
     chat,
     health,
     keys,
@@ -78,8 +81,8 @@ def load_settings() -> Settings:
 async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
     settings = with_hash_key(settings)  # USER_HASH_SECRET, or the generated key file's
+    # The file: what serves with SPECIALISTS_SOURCE=file, and the seed of an empty database.
     specialists = SpecialistManager.from_file(settings.specialists_file)
-    check_aliases(settings.model_aliases, specialists)
     resilience = Resilience.from_settings(settings)
     engine = make_engine(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
@@ -92,6 +95,10 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await engine.dispose()
         raise
+    governance, specialist_sync = None, None
+    if settings.specialists_source == "database":
+        governance, specialist_sync = await start_governance(settings, engine, specialists)
+    check_aliases(settings.model_aliases, specialists)
     rate_limits = await build_rate_limits(settings, specialists)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
@@ -125,11 +132,15 @@ async def build_services(settings: Settings) -> Services:
         chat=chat_service,
         ws_clients=ClientConnections(settings.ws_max_connections_per_client),
         auth=auth,
+        governance=governance,
+        specialist_sync=specialist_sync,
     )
 
 
 async def close_services(services: Services) -> None:
     """Drain usage records, then close connections, in that order."""
+    if services.specialist_sync is not None:
+        await services.specialist_sync.close()
     await services.recorder.close()
     await services.rate_limits.close()
     await services.session.close()
@@ -207,6 +218,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bool(settings.admin_groups) and settings.effective_auth_mode() != "none"
     )
     app.include_router(usage.router, include_in_schema=admins_exist)
+    app.include_router(admin_specialists.router, include_in_schema=admins_exist)
+    app.include_router(audit.router, include_in_schema=admins_exist)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     app.include_router(me.router)

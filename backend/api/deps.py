@@ -24,6 +24,8 @@ from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
 from backend.frontdoor.connections import ClientConnections
+from backend.governance.service import Governance
+from backend.governance.sync import SnapshotSync
 from backend.observability.safe_text import one_line
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
@@ -48,6 +50,10 @@ class Services:
     chat: ChatService
     ws_clients: ClientConnections  # open WebSockets per client address
     auth: Authenticator
+    # SPECIALISTS_SOURCE=database: the versions' lifecycle and the poll keeping `specialists`
+    # current; None with SPECIALISTS_SOURCE=file.
+    governance: Governance | None = None
+    specialist_sync: SnapshotSync | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:

@@ -22,6 +22,13 @@ from backend.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from backend.governance.errors import (
+    GovernedSpecialistNotFound,
+    SelfApproval,
+    SpecialistsReadOnly,
+    VersionConflict,
+    VersionNotFound,
+)
 from backend.observability.safe_text import one_line
 from backend.openai_api.errors import is_openai_path, openai_error
 from backend.providers.errors import (
@@ -63,6 +70,11 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (Forbidden, 403),
     (AuthUnavailable, 503),
     (ApiKeyNotFound, 404),
+    (SelfApproval, 403),
+    (GovernedSpecialistNotFound, 404),
+    (VersionNotFound, 404),
+    (VersionConflict, 409),
+    (SpecialistsReadOnly, 409),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),

@@ -79,6 +79,15 @@ class PreparedChat:
     provider: Provider
     request: CompletionRequest
     fallbacks: tuple[Route, ...] = ()
+    trial: bool = False  # a governance trial: its usage row says so
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A version an admin tries before it is live: its specialist and resolved fallbacks."""
+
+    specialist: Specialist
+    fallbacks: tuple[Route, ...] = ()
 
 
 @dataclass(slots=True)
@@ -113,11 +122,16 @@ class ChatService:
         self._limits = limits
         self._resilience = resilience or Resilience.off()
 
-    def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
-        """Look up the specialist and provider and check limits; raise before any upstream call."""
-        specialist = self._specialists.get(body.specialist_id)
+    def prepare(
+        self, body: ChatRequest, *, context: RequestContext, trial: Trial | None = None
+    ) -> PreparedChat:
+        """Look up the specialist and provider and check limits; raise before any upstream call.
+
+        With `trial`, its (not yet live) version answers instead, with no group check.
+        """
+        specialist = trial.specialist if trial else self._specialists.get(body.specialist_id)
         identity = context.identity
-        if identity is not None and not may_use(identity, specialist):
+        if trial is None and identity is not None and not may_use(identity, specialist):
             raise Forbidden("this specialist is restricted to some groups, not yours")
         _check_limits(body, self._limits)
         provider = self._providers.get(specialist.target)
@@ -129,8 +143,10 @@ class ChatService:
             temperature=specialist.temperature,
             max_output_tokens=specialist.max_output_tokens,
         )
-        fallbacks = self._specialists.fallbacks(specialist)
-        return PreparedChat(context, specialist, provider, request, fallbacks)
+        fallbacks = trial.fallbacks if trial else self._specialists.fallbacks(specialist)
+        return PreparedChat(
+            context, specialist, provider, request, fallbacks, trial=trial is not None
+        )
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
@@ -230,6 +246,7 @@ class ChatService:
             rate_limit_key_kind=context.rate_limit_key_kind,
             cost_center=context.identity.cost_center if context.identity else None,
             auth_method=context.identity.method if context.identity else None,
+            trial=chat.trial,
         )
         self._recorder.record(record)
         return record

@@ -11,6 +11,7 @@ from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_val
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.config.auth import check_auth_settings
+from backend.config.classification import Classification
 from backend.ratelimit.policy import LimitOverride
 
 DEFAULT_SPECIALISTS_FILE = (
@@ -47,6 +48,17 @@ class Settings(BaseSettings):
 
     # Specialists and pricing.
     specialists_file: Path = DEFAULT_SPECIALISTS_FILE
+    # Governed specialists (README "Governed specialists"): database (SPECIALISTS_FILE seeds an
+    # empty one) or file (the file alone, read at start-up; no admin changes).
+    specialists_source: Literal["database", "file"] = "database"
+    # required: a second admin approves each version; none: live at once. Unset: none in
+    # development, required elsewhere.
+    specialist_approval: Literal["required", "none"] | None = None
+    # {"openai": "internal", "openai_compatible": "restricted"}: the highest classification
+    # each provider may see; a provider not named is cleared up to `internal`.
+    provider_classification: dict[str, Classification] = Field(default_factory=dict)
+    # How often each worker checks the database for a changed live set.
+    specialists_sync_seconds: float = Field(default=0.5, gt=0, le=60)
     # JSON object: {"model-name": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}}, USD per million.
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)
 
@@ -132,7 +144,7 @@ class Settings(BaseSettings):
     @field_validator(
         "rate_limit_backend", "redis_url", "rate_limit_user_requests",
         "rate_limit_user_window_seconds", "max_request_bytes", "user_hash_secret",
-        mode="before",
+        "specialist_approval", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -252,6 +264,12 @@ class Settings(BaseSettings):
         if self.max_request_bytes is not None:
             return self.max_request_bytes
         return 12 * self.max_total_chars + 64 * 1024
+
+    def effective_approval(self) -> Literal["required", "none"]:
+        """SPECIALIST_APPROVAL, with unset meaning `none` in development, `required` elsewhere."""
+        if self.specialist_approval is not None:
+            return self.specialist_approval
+        return "none" if self.environment == "development" else "required"
 
     def effective_auth_mode(self) -> Literal["none", "header", "jwt"]:
         """AUTH_MODE, with unset meaning `none` (only allowed in development)."""

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.config.classification import Classification
 from backend.providers.factory import ProviderTarget, check_provider_name
 from backend.ratelimit.policy import LimitOverride
 
@@ -78,6 +79,8 @@ class Specialist(BaseModel):
     fallbacks: tuple[Fallback, ...] = ()
     # Groups whose members may use it (empty: every signed-in user); docs/auth.md.
     allowed_groups: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    # What data it handles; PROVIDER_CLASSIFICATION says which providers may see it.
+    classification: Classification = "internal"
 
     @field_validator("provider")
     @classmethod

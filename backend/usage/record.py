@@ -54,6 +54,7 @@ class UsageRecord:
     rate_limit_key_kind: str | None = None
     cost_center: str | None = None
     auth_method: str | None = None  # none | header | jwt | api_key | admin_token
+    trial: bool = False  # a governance trial of a proposed specialist version
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 # Explicit names, so a constraint is called the same on SQLite and PostgreSQL and a
@@ -57,6 +58,8 @@ usage_log = Table(
     # Who asked, as proved (migration 0003): the cost centre claim and how it was proved.
     Column("cost_center", String(200), nullable=True),
     Column("auth_method", String(16), nullable=True),
+    # A governance trial of a proposed version (migration 0006), not a user's chat.
+    Column("trial", Boolean, nullable=False, server_default=false()),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.
