@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 
 from backend.tests.chat.conftest import Portal, portal_factory
-from backend.tests.usage.conftest import database_url
+from backend.tests.usage.conftest import database_url, engine
 from backend.usage.identity import hash_email
 
-__all__ = ["database_url", "portal_factory"]
+__all__ = ["database_url", "engine", "portal_factory"]
 
 ADMIN_GROUP = "portal-admins"
 ALICE = {"X-User-Email": "alice@example.com", "X-User-Groups": ADMIN_GROUP}
