@@ -78,8 +78,11 @@ async def test_an_approval_through_one_worker_serves_on_the_other_within_two_sec
             state.script = Script(first_byte_delay=2.5)
             in_flight = asyncio.create_task(
                 client.post(f"{b}/chat/send", content=chat, headers=headers))
-            while not state.requests:
+            for _ in range(1000):  # until the fake holds it (a fake's request list, no event)
+                if state.requests:
+                    break
                 await asyncio.sleep(0.01)
+            assert state.requests, "the slow chat never reached the upstream"
             state.script = Script()
 
             approved = await client.post(f"{a}/admin/specialists/{SID}/versions/2/approve",
@@ -105,3 +108,28 @@ async def test_an_approval_through_one_worker_serves_on_the_other_within_two_sec
     assert (old_row["specialist_version"], old_row["prompt_hash"]) == (1, sha("v1 prompt"))
     assert (new_row["specialist_version"], new_row["prompt_hash"]) == (2, sha("v2 prompt"))
     assert old_row["success"] and not old_row["trial"]
+
+
+async def test_on_sqlite_a_second_app_polls_the_change_in(
+    portal_factory: Any, tmp_path: Path
+) -> None:
+    from backend.tests.chat.conftest import SPECIALISTS
+    from backend.tests.governance.conftest import governed_portal
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = await governed_portal(portal_factory, url, specialists_sync_seconds=0.5)
+    second = await governed_portal(portal_factory, url, specialists_sync_seconds=0.5)
+    sid = SPECIALISTS["demo"]
+    body = {"specialist_id": sid, "message": "hi"}
+    await first.client.post(f"/admin/specialists/{sid}/versions", headers=ALICE,
+                            json={"name": "Renamed demo", "reason": "r"})
+    approved = await first.client.post(f"/admin/specialists/{sid}/versions/2/approve",
+                                       headers=BOB)
+    assert approved.json()["state"] == "live"
+    assert (await first.client.post("/chat/send", json=body, headers=CAROL)).json()[
+        "specialist_name"] == "Renamed demo"  # the worker that approved: at once
+    approved_at = time.monotonic()
+    while (await second.client.post("/chat/send", json=body, headers=CAROL)).json()[
+            "specialist_name"] != "Renamed demo":
+        assert time.monotonic() - approved_at < SWITCH_BOUND
+        await asyncio.sleep(0.05)
