@@ -7,6 +7,7 @@ commits; then this worker swaps its snapshot at once, and the others within one 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +72,8 @@ class Governance:
         self.manager = manager
         self.policy = policy
         self._generation: int | None = None
+        # One reload at a time: a slow poll must not install an older set over a newer one.
+        self._reloading = asyncio.Lock()
 
     @property
     def loaded_generation(self) -> int | None:
@@ -79,13 +82,13 @@ class Governance:
 
     async def reload(self, *, force: bool = False) -> bool:
         """Swap in the database's live set if it changed since the last load; True if it did."""
-        async with self.engine.connect() as conn:
+        async with self._reloading, self.engine.connect() as conn:
             current = await store.generation(conn)
             if current == self._generation and not force:
                 return False
             live = await store.live_specialists(conn)
-        self.manager.replace(live)
-        self._generation = current
+            self.manager.replace(live)
+            self._generation = current
         return True
 
     async def overview(self) -> list[dict[str, Any]]:
