@@ -19,7 +19,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench._common import Children, child_env, free_port, run_load, sigterm_as_exit, wait_http
+from bench._common import (
+    Children,
+    child_env,
+    cpu_seconds,
+    free_port,
+    run_load,
+    sigterm_as_exit,
+    wait_http,
+)
 from bench.bench_chat import API_KEY, chat_body, specialists_yaml, uvicorn_args
 
 TARGET_RATIO = 0.98
@@ -56,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
           f"per point, {args.rounds} round(s)")
     samples: dict[str, list[float]] = {source: [] for source in SOURCES}
     ratios: list[float] = []
+    cpu: dict[str, list[float]] = {source: [] for source in SOURCES}  # µs per request
     errors = 0
     body = chat_body()
     with tempfile.TemporaryDirectory(prefix="bench_specialists_") as tmp_name, \
@@ -70,15 +79,19 @@ def run(args: argparse.Namespace) -> int:
                 order = SOURCES if round_no % 2 == 0 else SOURCES[::-1]
                 got = {}
                 for source in order:
+                    before = cpu_seconds(children.pid(source))
                     result = run_load(urls[source], body, concurrency=args.concurrency,
                                       duration=args.duration, expect_tail=b'"request_id"')
+                    used = cpu_seconds(children.pid(source)) - before
+                    cpu[source].append(used * 1e6 / max(result["requests"], 1))
                     errors += result["errors"]
                     got[source] = result["rps"]
                     samples[source].append(result["rps"])
                 ratios.append(got["database"] / max(got["file"], 1e-9))
-                print(f"  round {round_no + 1}: file {got['file']:7.0f} req/s   database "
-                      f"{got['database']:7.0f} req/s   database/file {ratios[-1]:6.1%}",
-                      flush=True)
+                print(f"  round {round_no + 1}: file {got['file']:7.0f} req/s "
+                      f"{cpu['file'][-1]:5.0f} CPU µs/req   database {got['database']:7.0f} "
+                      f"req/s {cpu['database'][-1]:5.0f} CPU µs/req   database/file "
+                      f"{ratios[-1]:6.1%}", flush=True)
         finally:
             children.stop_all()
     ratio = statistics.median(ratios)
@@ -87,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
           f"{statistics.median(samples['database']):.0f}; database/file median {ratio:.1%} "
           f"[{min(ratios):.1%}-{max(ratios):.1%}] (target >= {TARGET_RATIO:.0%}): {verdict}; "
           f"load errors: {errors}")
+    cpu_file, cpu_db = statistics.median(cpu["file"]), statistics.median(cpu["database"])
+    print(f"median CPU µs/request: file {cpu_file:.0f}, database {cpu_db:.0f} "
+          f"(database/file {cpu_db / max(cpu_file, 1e-9):.1%}; lower is cheaper)")
     return 1 if args.check and (ratio < TARGET_RATIO or errors) else 0
 
 
