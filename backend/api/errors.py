@@ -23,6 +23,7 @@ from backend.errors import (
     UnsupportedMediaType,
 )
 from backend.governance.errors import (
+    GovernanceUnavailable,
     GovernedSpecialistNotFound,
     SelfApproval,
     SpecialistsReadOnly,
@@ -75,6 +76,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (VersionNotFound, 404),
     (VersionConflict, 409),
     (SpecialistsReadOnly, 409),
+    (GovernanceUnavailable, 503),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (RateLimitExceeded, 429),

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.auth.identity import Identity
+from backend.governance.errors import guarded
 from backend.governance.tables import audit_log, governance_state
 
 GENESIS = "0" * 64
@@ -171,6 +172,7 @@ def as_dict(row: Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+@guarded
 async def page(
     engine: AsyncEngine, query: AuditQuery, *, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:

@@ -24,6 +24,7 @@ from backend.governance.errors import (
     SelfApproval,
     VersionConflict,
     VersionNotFound,
+    guarded,
 )
 from backend.governance.store import VersionRow
 from backend.governance.versions import CONTENT_FIELDS, content_of, diff, validate
@@ -91,6 +92,7 @@ class Governance:
             self._generation = current
         return True
 
+    @guarded
     async def overview(self) -> list[dict[str, Any]]:
         """Every specialist with its live version and its pending proposals."""
         async with self.engine.connect() as conn:
@@ -109,6 +111,7 @@ class Governance:
             })
         return result
 
+    @guarded
     async def history(self, specialist_id: str) -> list[dict[str, Any]]:
         """Every version, oldest first, each with its diff to the one before."""
         async with self.engine.connect() as conn:
@@ -119,6 +122,7 @@ class Governance:
             version_view(v, versions[i - 1] if i else None) for i, v in enumerate(versions)
         ]
 
+    @guarded
     async def create(
         self, content: Mapping[str, Any], *, reason: str, change: Change,
         specialist_id: str | None = None,
@@ -137,6 +141,7 @@ class Governance:
         await self.reload(force=True)
         return {"id": new_id, **await self._version(new_id, 1)}
 
+    @guarded
     async def propose(
         self, specialist_id: str, changes: Mapping[str, Any], *, reason: str, change: Change,
         from_version: int | None = None,
@@ -161,6 +166,7 @@ class Governance:
         await self.reload(force=True)
         return {"id": specialist_id, **await self._version(specialist_id, number)}
 
+    @guarded
     async def decide(
         self, specialist_id: str, number: int, *, approve: bool, comment: str, change: Change,
     ) -> dict[str, Any]:
@@ -184,6 +190,7 @@ class Governance:
         await self.reload(force=True)
         return {"id": specialist_id, **await self._version(specialist_id, number)}
 
+    @guarded
     async def set_enabled(
         self, specialist_id: str, enabled: bool, *, change: Change
     ) -> dict[str, Any]:
@@ -201,6 +208,7 @@ class Governance:
         await self.reload(force=True)
         return {"id": specialist_id, "enabled": enabled, "live_version": row.live_version}
 
+    @guarded
     async def candidate(
         self, specialist_id: str, number: int
     ) -> tuple[Specialist, SpecialistManager]:
@@ -213,6 +221,7 @@ class Governance:
                               ceilings=self.policy.ceilings, enabled=row.enabled)
         return specialist, current.with_candidate(specialist)
 
+    @guarded
     async def record_trial(
         self, specialist_id: str, number: int, *, change: Change, ok: bool, error: str | None
     ) -> None:

@@ -13,13 +13,20 @@ from backend.config.settings import Settings
 from backend.governance.importer import import_specialists
 from backend.governance.service import Governance, Policy
 from backend.governance.sync import SnapshotSync
+from backend.providers.factory import UnknownProvider, check_provider_name
 from backend.specialists.manager import SpecialistManager, read_file
 
 log = logging.getLogger(__name__)
 
 
 def policy_of(settings: Settings) -> Policy:
-    """The approval rule and classification ceilings from settings."""
+    """The approval rule and classification ceilings from settings; a ceiling for a provider
+    that does not exist stops start-up (a typo would silently leave the default ceiling)."""
+    for name in settings.provider_classification:
+        try:
+            check_provider_name(name)
+        except UnknownProvider as exc:
+            raise UnknownProvider(f"PROVIDER_CLASSIFICATION: {exc}") from None
     return Policy(settings.effective_approval(), dict(settings.provider_classification))
 
 

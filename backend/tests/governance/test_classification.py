@@ -87,3 +87,15 @@ async def test_over_http_restricted_work_only_goes_to_a_cleared_provider(
     assert ok.status_code == 201, ok.text
     listed = (await portal.client.get("/admin/specialists", headers=ALICE)).json()
     assert len(listed) == 7  # the six seeded plus this one: the refused ones were not stored
+
+
+def test_a_ceiling_for_an_unknown_provider_stops_start_up(tmp_path: Any) -> None:
+    from backend.governance.startup import policy_of
+    from backend.providers.factory import UnknownProvider
+    from backend.tests.support import make_settings
+
+    with pytest.raises(UnknownProvider, match=r"PROVIDER_CLASSIFICATION.*opneai"):
+        policy_of(make_settings(tmp_path, provider_classification={"opneai": "public"}))
+    assert policy_of(make_settings(tmp_path)).approval == "required"  # outside development
+    assert policy_of(make_settings(tmp_path, environment="development",
+                                   user_hash_secret=None)).approval == "none"
