@@ -33,7 +33,8 @@ from backend.database.migrations import prepare_schema
 from backend.frontdoor.body import BodyLimits
 from backend.frontdoor.connections import ClientConnections
 from backend.frontdoor.server import ServerHardening, ServerLimits
-from backend.governance.startup import start_governance
+from backend.governance.startup import policy_of, start_governance
+from backend.governance.versions import within_ceilings
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
@@ -98,6 +99,8 @@ async def build_services(settings: Settings) -> Services:
     governance, specialist_sync = None, None
     if settings.specialists_source == "database":
         governance, specialist_sync = await start_governance(settings, engine, specialists)
+    else:  # the file alone: still nothing above a provider's ceiling is served
+        specialists.replace(within_ceilings(specialists.all(), policy_of(settings).ceilings))
     check_aliases(settings.model_aliases, specialists)
     rate_limits = await build_rate_limits(settings, specialists)
     session = aiohttp.ClientSession(

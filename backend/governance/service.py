@@ -27,7 +27,13 @@ from backend.governance.errors import (
     guarded,
 )
 from backend.governance.store import VersionRow
-from backend.governance.versions import CONTENT_FIELDS, content_of, diff, validate
+from backend.governance.versions import (
+    CONTENT_FIELDS,
+    content_of,
+    diff,
+    validate,
+    within_ceilings,
+)
 from backend.specialists.manager import SpecialistManager
 from backend.specialists.types import Specialist
 
@@ -88,7 +94,7 @@ class Governance:
             if current == self._generation and not force:
                 return False
             live = await store.live_specialists(conn)
-            self.manager.replace(live)
+            self.manager.replace(within_ceilings(live, self.policy.ceilings))
             self._generation = current
         return True
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +14,8 @@ from backend.config.classification import DEFAULT_CEILING, Classification, allow
 from backend.governance.errors import InvalidVersion
 from backend.specialists.manager import SpecialistManager, SpecialistsFileError
 from backend.specialists.types import Specialist
+
+log = logging.getLogger(__name__)
 
 # Everything a version fixes; `id`, `enabled` and the number belong to the specialist row.
 # Fields later issues add to `Specialist` (the PII policy) become version content as well.
@@ -123,3 +126,26 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str
         for name in sorted(set(old) | set(after))
         if old.get(name) != after.get(name)
     }
+
+
+def within_ceilings(
+    specialists: Iterable[Specialist], ceilings: Mapping[str, Classification]
+) -> list[Specialist]:
+    """The set to serve: any specialist now above a ceiling (PROVIDER_CLASSIFICATION was
+    tightened after it went live) is served disabled, so its data stops going there; it can
+    still be another's fallback when that one's own classification allows the route."""
+    items = list(specialists)
+    current = SpecialistManager(items)
+    result = []
+    for specialist in items:
+        try:
+            _check_ceilings(specialist, current, ceilings)
+        except InvalidVersion as exc:
+            if specialist.enabled:
+                log.error("specialist %s (version %d) not served: %s", specialist.id,
+                          specialist.version, "; ".join(d["msg"] for d in exc.detail))
+            specialist = Specialist.model_validate(
+                {**specialist.model_dump(), "enabled": False}
+            )
+        result.append(specialist)
+    return result

@@ -99,3 +99,20 @@ def test_a_ceiling_for_an_unknown_provider_stops_start_up(tmp_path: Any) -> None
     assert policy_of(make_settings(tmp_path)).approval == "required"  # outside development
     assert policy_of(make_settings(tmp_path, environment="development",
                                    user_hash_secret=None)).approval == "none"
+
+
+async def test_a_ceiling_tightened_after_going_live_stops_serving_it(
+    portal_factory: Any, tmp_path: Any
+) -> None:
+    from backend.tests.chat.conftest import SPECIALISTS
+    from backend.tests.governance.conftest import CAROL, chat
+
+    url = f"sqlite:///{tmp_path / 'tight.db'}"
+    first = await governed_portal(portal_factory, url)
+    assert (await chat(first.client, SPECIALISTS["openai"], CAROL)).status_code == 200
+    for source in ("database", "file"):
+        tight = await governed_portal(portal_factory, url, specialists_source=source,
+                                      provider_classification={"openai": "public"})
+        refused = await chat(tight.client, SPECIALISTS["openai"], CAROL)
+        assert refused.status_code == 404, source  # internal data may no longer go to openai
+        assert (await chat(tight.client, SPECIALISTS["anthropic"], CAROL)).status_code == 200
