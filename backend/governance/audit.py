@@ -40,10 +40,9 @@ class Actor:
     @classmethod
     def of(cls, identity: Identity) -> Actor:
         """The actor for a verified identity (ADMIN_TOKEN is one shared actor)."""
-        if identity.method == "admin_token" or identity.user_hash is None:
-            return cls("admin_token" if identity.method == "admin_token" else "anonymous",
-                       identity.method)
-        return cls(identity.user_hash, identity.method)
+        if identity.method == "admin_token":
+            return cls("admin_token", "admin_token")
+        return cls(identity.user_hash or "anonymous", identity.method)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backend.config.settings import get_settings
-from backend.database.engine import make_engine
+from backend.database.engine import is_sqlite, make_engine
 from backend.database.migrations import SchemaError, ensure_schema
 from backend.governance.audit import verify
 from backend.governance.errors import InvalidVersion
@@ -27,8 +27,10 @@ async def _import(path: Path) -> int:
     items = read_file(path)
     engine = make_engine(settings.database_url)
     try:
-        await ensure_schema(engine, auto_migrate=bool(settings.auto_migrate) or
-                            settings.database_url.startswith("sqlite"))
+        # As at start-up: a SQLite file is migrated, PostgreSQL only with AUTO_MIGRATE=true.
+        migrate = is_sqlite(settings.database_url) if settings.auto_migrate is None else (
+            settings.auto_migrate)
+        await ensure_schema(engine, auto_migrate=migrate)
         governance = Governance(engine, SpecialistManager([]), policy_of(settings))
         result = await import_specialists(governance, items, source=path.name)
     finally:

@@ -113,10 +113,8 @@ async def specialist(conn: AsyncConnection, specialist_id: str) -> SpecialistRow
 async def all_specialists(conn: AsyncConnection) -> list[SpecialistRow]:
     """Every specialist row, oldest first."""
     rows = (await conn.execute(select(specialists).order_by(_s.created_at, _s.id))).all()
-    return [
-        SpecialistRow(r.id, bool(r.enabled), r.live_version, _utc(r.created_at) or r.created_at)
-        for r in rows
-    ]
+    return [SpecialistRow(r.id, bool(r.enabled), r.live_version, _utc(r.created_at) or
+                          datetime.now(UTC)) for r in rows]
 
 
 async def versions(conn: AsyncConnection, specialist_id: str | None = None) -> list[VersionRow]:
