@@ -168,7 +168,7 @@ class Governance:
             )
             await self._propose(conn, candidate, number, reason=reason, change=change,
                                 now=datetime.now(UTC), action="specialist.propose",
-                                rollback_of=from_version)
+                                rollback_of=from_version, live=row.live_version)
         await self.reload(force=True)
         return {"id": specialist_id, **await self._version(specialist_id, number)}
 
@@ -263,6 +263,7 @@ class Governance:
     async def _propose(
         self, conn: AsyncConnection, candidate: Specialist, number: int, *, reason: str,
         change: Change, now: datetime, action: str, rollback_of: int | None = None,
+        live: int | None = None,
     ) -> None:
         specialist_id = str(candidate.id)
         content = content_of(candidate)
@@ -271,8 +272,9 @@ class Governance:
         after = {"version": number, "state": "proposed", "reason": reason, "content": content}
         if rollback_of is not None:
             after["rollback_of"] = rollback_of
-        await append(conn, AuditEvent(change.actor, action, _target(specialist_id), None, after,
-                                      change.request_id))
+        before = None if action == "specialist.create" else {"live_version": live}
+        await append(conn, AuditEvent(change.actor, action, _target(specialist_id), before,
+                                      after, change.request_id))
         if self.policy.approval == "none":  # still versioned and audited, live at once
             row = await self._specialist(conn, specialist_id)
             version = await self._version_row(conn, specialist_id, number)

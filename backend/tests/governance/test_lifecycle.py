@@ -123,6 +123,10 @@ async def test_two_admins_take_a_specialist_through_its_whole_lifecycle(
         "specialist.approve", "specialist.disable", "specialist.enable",
     ]
     assert audit["total"] == len(actions)
+    by_action = {e["action"]: e for e in reversed(audit["entries"])}  # the newest of each
+    assert by_action["specialist.propose"]["before"] == {"live_version": 3}
+    assert by_action["specialist.propose"]["after"]["rollback_of"] == 1
+    assert by_action["specialist.disable"]["after"] == {"enabled": False}
     assert all(e["request_id"] for e in audit["entries"])
     paged = (await client.get("/admin/audit", params={"limit": 2, "offset": 1,
                                                      "action": "specialist.approve"},
@@ -197,3 +201,28 @@ async def test_the_file_source_serves_the_file_and_refuses_changes(portal_factor
     refused = await portal.client.get("/admin/specialists", headers=ALICE)
     assert refused.status_code == 409 and refused.json()["error"] == "specialists_read_only"
     assert (await chat(portal.client, SPECIALISTS["openai"], CAROL)).status_code == 200
+
+
+async def test_racing_approvals_leave_exactly_one_live_version(
+    portal_factory: Any, database_url: str
+) -> None:
+    import asyncio
+
+    dave = {"X-User-Email": "dave@example.com", "X-User-Groups": "portal-admins"}
+    portal = await governed_portal(portal_factory, database_url)
+    client, sid = portal.client, SPECIALISTS["anthropic"]
+    for prompt in ("two", "three"):
+        await client.post(f"/admin/specialists/{sid}/versions", headers=ALICE,
+                          json={"system_prompt": prompt, "reason": "r"})
+    answers = await asyncio.gather(
+        client.post(f"/admin/specialists/{sid}/versions/2/approve", headers=BOB),
+        client.post(f"/admin/specialists/{sid}/versions/2/approve", headers=dave),
+        client.post(f"/admin/specialists/{sid}/versions/3/approve", headers=dave),
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 200, 409], [a.text for a in answers]
+    history = (await client.get(f"/admin/specialists/{sid}/versions", headers=ALICE)).json()
+    assert [v["state"] for v in history].count("live") == 1
+    duplicate = await client.post("/admin/specialists", headers=ALICE,
+                                  json={**NEW, "id": sid, "reason": "again"})
+    assert duplicate.status_code == 409
