@@ -36,6 +36,8 @@ from backend.database.migrations import prepare_schema
 from backend.frontdoor.body import BodyLimits
 from backend.frontdoor.connections import ClientConnections
 from backend.frontdoor.server import ServerHardening, ServerLimits
+from backend.governance.startup import policy_of, start_governance
+from backend.governance.versions import within_ceilings
 from backend.guard.detect import Detector
 from backend.guard.policy import Guard, PiiPolicy
 from backend.observability.logs import configure_logging
@@ -47,6 +49,8 @@ from backend.providers.factory import PROVIDER_NAMES, ProviderFactory
 from backend.ratelimit.factory import build_rate_limits
 from backend.resilience.runner import Resilience
 from backend.routes import (
+    admin_specialists,
+    audit,
     budgets,
     chat,
     health,
@@ -90,18 +94,8 @@ def load_settings() -> Settings:
 async def build_services(settings: Settings) -> Services:
     """Build every shared service from settings (called once, by the lifespan)."""
     settings = with_hash_key(settings)  # USER_HASH_SECRET, or the generated key file's
+    # The file: what serves with SPECIALISTS_SOURCE=file, and the seed of an empty database.
     specialists = SpecialistManager.from_file(settings.specialists_file)
-    check_aliases(settings.model_aliases, specialists)
-    metrics = build_metrics(
-        enabled=settings.metrics_enabled, multiproc_dir=settings.prometheus_multiproc_dir,
-        specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
-        providers=PROVIDER_NAMES,
-    )
-    tracing = Tracing.from_endpoint(
-        settings.otel_exporter_otlp_endpoint, service_name=settings.otel_service_name,
-        capture_content=settings.otel_instrumentation_genai_capture_message_content,
-    )
-    resilience = Resilience.from_settings(settings, metrics=metrics, tracing=tracing)
     engine = make_engine(
         settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
     )
@@ -113,6 +107,23 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await engine.dispose()
         raise
+    governance, specialist_sync = None, None
+    if settings.specialists_source == "database":
+        governance, specialist_sync = await start_governance(settings, engine, specialists)
+    else:  # the file alone: still nothing above a provider's ceiling is served
+        specialists.replace(within_ceilings(specialists.all(), policy_of(settings).ceilings))
+    check_aliases(settings.model_aliases, specialists)
+    # Metric labels come from the specialists serving now (the database's, once loaded).
+    metrics = build_metrics(
+        enabled=settings.metrics_enabled, multiproc_dir=settings.prometheus_multiproc_dir,
+        specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
+        providers=PROVIDER_NAMES,
+    )
+    tracing = Tracing.from_endpoint(
+        settings.otel_exporter_otlp_endpoint, service_name=settings.otel_service_name,
+        capture_content=settings.otel_instrumentation_genai_capture_message_content,
+    )
+    resilience = Resilience.from_settings(settings, metrics=metrics, tracing=tracing)
     rate_limits = await build_rate_limits(settings, specialists)
     rate_limits.metrics = metrics
     session = aiohttp.ClientSession(
@@ -157,6 +168,8 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         tracing=tracing,
         ledger=ledger,
+        governance=governance,
+        specialist_sync=specialist_sync,
     )
 
 
@@ -171,6 +184,8 @@ def build_guard(settings: Settings) -> Guard:
 
 async def close_services(services: Services) -> None:
     """Drain usage records, then close connections, in that order."""
+    if services.specialist_sync is not None:
+        await services.specialist_sync.close()
     await services.recorder.close()
     if services.ledger is not None:  # after the recorder: its last records settle first
         await services.ledger.close()
@@ -257,6 +272,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bool(settings.admin_groups) and settings.effective_auth_mode() != "none"
     )
     app.include_router(usage.router, include_in_schema=admins_exist)
+    app.include_router(admin_specialists.router, include_in_schema=admins_exist)
+    app.include_router(audit.router, include_in_schema=admins_exist)
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     app.include_router(me.router)

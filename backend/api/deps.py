@@ -25,6 +25,8 @@ from backend.chat.service import ChatService, RequestContext
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
 from backend.frontdoor.connections import ClientConnections
+from backend.governance.service import Governance
+from backend.governance.sync import SnapshotSync
 from backend.observability.metrics import PortalMetrics
 from backend.observability.outcomes import outcome_of
 from backend.observability.safe_text import one_line
@@ -55,6 +57,10 @@ class Services:
     metrics: PortalMetrics
     tracing: Tracing | None = None
     ledger: Ledger | None = None  # None: BUDGET_BACKEND=off
+    # SPECIALISTS_SOURCE=database: the versions' lifecycle and the poll keeping `specialists`
+    # current; None with SPECIALISTS_SOURCE=file.
+    governance: Governance | None = None
+    specialist_sync: SnapshotSync | None = None
 
 
 def get_services(request: HTTPConnection) -> Services:

@@ -30,6 +30,14 @@ from backend.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from backend.governance.errors import (
+    GovernanceUnavailable,
+    GovernedSpecialistNotFound,
+    SelfApproval,
+    SpecialistsReadOnly,
+    VersionConflict,
+    VersionNotFound,
+)
 from backend.guard.errors import GuardFailed
 from backend.observability.safe_text import one_line
 from backend.openai_api.errors import is_openai_path, openai_error
@@ -75,6 +83,12 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (ApiKeyNotFound, 404),
     (MetricsAuthRequired, 401),
     (InvalidBudget, 422),
+    (SelfApproval, 403),
+    (GovernedSpecialistNotFound, 404),
+    (VersionNotFound, 404),
+    (VersionConflict, 409),
+    (SpecialistsReadOnly, 409),
+    (GovernanceUnavailable, 503),
     (InvalidRequest, 422),
     (SpecialistNotFound, 404),
     (AssetNotFound, 404),

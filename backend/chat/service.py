@@ -95,6 +95,15 @@ class PreparedChat:
     request: CompletionRequest
     fallbacks: tuple[Route, ...] = ()
     pii: Protection = UNGUARDED  # what the PII guard did to `request`
+    trial: bool = False  # a governance trial: its usage row says so
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A version an admin tries before it is live: its specialist and resolved fallbacks."""
+
+    specialist: Specialist
+    fallbacks: tuple[Route, ...] = ()
 
 
 @dataclass(slots=True)
@@ -145,11 +154,16 @@ class ChatService:
         # With budgets on, every call has an output bound: the one reserved is the one sent.
         self._default_max_output = default_max_output_tokens if ledger is not None else None
 
-    def prepare(self, body: ChatRequest, *, context: RequestContext) -> PreparedChat:
-        """Look up the specialist and provider and check limits; raise before any upstream call."""
-        specialist = self._specialists.get(body.specialist_id)
+    def prepare(
+        self, body: ChatRequest, *, context: RequestContext, trial: Trial | None = None
+    ) -> PreparedChat:
+        """Look up the specialist and provider and check limits; raise before any upstream call.
+
+        With `trial`, its (not yet live) version answers instead, with no group check.
+        """
+        specialist = trial.specialist if trial else self._specialists.get(body.specialist_id)
         identity = context.identity
-        if identity is not None and not may_use(identity, specialist):
+        if trial is None and identity is not None and not may_use(identity, specialist):
             raise Forbidden("this specialist is restricted to some groups, not yours")
         _check_limits(body, self._limits)
         provider = self._providers.get(specialist.target)
@@ -161,7 +175,7 @@ class ChatService:
             temperature=specialist.temperature,
             max_output_tokens=specialist.max_output_tokens or self._default_max_output,
         )
-        fallbacks = self._specialists.fallbacks(specialist)
+        fallbacks = trial.fallbacks if trial else self._specialists.fallbacks(specialist)
         if self._default_max_output is not None:
             fallbacks = tuple(
                 replace(r, max_output_tokens=r.max_output_tokens or self._default_max_output)
@@ -170,7 +184,9 @@ class ChatService:
         pii = UNGUARDED
         if self._guard is not None:  # on every way in, before anything can go upstream
             request, pii = protect(self._guard, request, specialist.pii)
-        return PreparedChat(context, specialist, provider, request, fallbacks, pii)
+        return PreparedChat(
+            context, specialist, provider, request, fallbacks, pii, trial=trial is not None
+        )
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
         """Run a non-streaming call (with retries and fallbacks) and record it, however it ends."""
@@ -343,8 +359,11 @@ class ChatService:
             pii_action=chat.pii.action,
             pii_counts=chat.pii.counts_json(),
             user_groups=_groups(context.identity),
+            trial=chat.trial,
         )
         self._recorder.record(record)
+        if chat.pii.action is not None:
+            self.metrics.pii(chat.pii.action, chat.pii.counts)
         if self._ledger is not None:
             self._ledger.settle(outcome.hold, record.estimated_cost_usd)
         self._report(context, outcome, record)

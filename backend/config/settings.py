@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.config.auth import check_auth_settings
 from backend.config.budgets import BudgetsConfig, check_budget_settings
+from backend.config.classification import Classification
 from backend.guard.contacts import check_regions
 from backend.guard.detect import DEFAULT_PHONE_REGIONS
 from backend.guard.kinds import ALL_TYPES, PiiType
@@ -56,6 +57,17 @@ class Settings(BaseSettings):
 
     # Specialists and pricing.
     specialists_file: Path = DEFAULT_SPECIALISTS_FILE
+    # Governed specialists (README "Governed specialists"): database (SPECIALISTS_FILE seeds an
+    # empty one) or file (the file alone, read at start-up; no admin changes).
+    specialists_source: Literal["database", "file"] = "database"
+    # required: a second admin approves each version; none: live at once. Unset: none in
+    # development, required elsewhere.
+    specialist_approval: Literal["required", "none"] | None = None
+    # {"openai": "internal", "openai_compatible": "restricted"}: the highest classification
+    # each provider may see; a provider not named is cleared up to `internal`.
+    provider_classification: dict[str, Classification] = Field(default_factory=dict)
+    # How often each worker checks the database for a changed live set.
+    specialists_sync_seconds: float = Field(default=0.5, gt=0, le=60)
     # JSON object: {"model-name": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}}, USD per million.
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)
 
@@ -141,7 +153,8 @@ class Settings(BaseSettings):
     @field_validator(
         "rate_limit_backend", "redis_url", "rate_limit_user_requests",
         "rate_limit_user_window_seconds", "max_request_bytes", "user_hash_secret",
-        "budget_backend", "budget_user_usd", "budget_alert_webhook_url", mode="before",
+        "budget_backend", "budget_user_usd", "budget_alert_webhook_url",
+        "specialist_approval", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -343,6 +356,12 @@ class Settings(BaseSettings):
         if self.budget_backend is not None:
             return self.budget_backend
         return "redis" if self.redis_url else "memory"
+
+    def effective_approval(self) -> Literal["required", "none"]:
+        """SPECIALIST_APPROVAL, with unset meaning `none` in development, `required` elsewhere."""
+        if self.specialist_approval is not None:
+            return self.specialist_approval
+        return "none" if self.environment == "development" else "required"
 
     def effective_auth_mode(self) -> Literal["none", "header", "jwt"]:
         """AUTH_MODE, with unset meaning `none` (only allowed in development)."""

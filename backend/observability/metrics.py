@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,10 +30,13 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from backend.guard.kinds import ALL_TYPES as PII_KINDS
 from backend.observability.labels import LabelSets, label_sets
 from backend.observability.multiprocess import prepare_directory
 
 log = logging.getLogger(__name__)
+
+PII_ACTIONS = ("masked", "blocked")
 
 # gen_ai.client.operation.duration's advice (0.01 s doubling to 81.92 s), continued to
 # 327.68 s because a portal request may retry and fall back for minutes.
@@ -148,6 +151,11 @@ class PortalMetrics:
             "portal_usage_records", "Usage records by where they went.", ("result",),
             registry=reg,
         )
+        # The PII guard: values masked or blocked per kind (counts only, never a value).
+        self.pii_values = Counter(
+            "portal_pii_values", "Values the PII guard masked or blocked, by kind.",
+            ("type", "action"), registry=reg,
+        )
         self.usage_batch = Histogram(
             "portal_usage_batch_seconds", "Time to write one batch of usage records.",
             buckets=BATCH_BUCKETS, registry=reg,
@@ -178,6 +186,10 @@ class PortalMetrics:
             self.usage_records.labels(result)
         self._scope = {scope: self.rate_limited_total.labels(scope) for scope in RATE_LIMIT_SCOPES}
         self._usage = {result: self.usage_records.labels(result) for result in USAGE_RESULTS}
+        self._pii: dict[tuple[str, str], Any] = {
+            (kind, action): self.pii_values.labels(kind, action)
+            for kind in PII_KINDS for action in PII_ACTIONS
+        }
         self._circuit = {p: self.circuit_open.labels(p) for p in sorted(labels.providers)}
         for child in self._circuit.values():
             child.set(0)
@@ -253,6 +265,13 @@ class PortalMetrics:
         if child is not None:
             child.inc()
 
+    def pii(self, action: str | None, counts: Mapping[Any, int]) -> None:
+        """What the PII guard did to one request: distinct values per kind."""
+        for kind, count in counts.items():
+            child = self._pii.get((kind, action or ""))
+            if child is not None and count:
+                child.inc(count)
+
     # --- usage writer ----------------------------------------------------------------
     def usage_result(self, result: str, count: int) -> None:
         """`count` usage records were written, spooled or rejected."""
@@ -317,6 +336,9 @@ class NullMetrics(PortalMetrics):
         """Nothing."""
 
     def rate_limited(self, scope: str) -> None:
+        """Nothing."""
+
+    def pii(self, action: str | None, counts: Mapping[Any, int]) -> None:
         """Nothing."""
 
     def usage_result(self, result: str, count: int) -> None:

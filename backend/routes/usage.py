@@ -44,7 +44,8 @@ def _date_time_text(value: object) -> object:
     return value
 
 
-_DateTimeText = Annotated[datetime, BeforeValidator(_date_time_text)]
+# An ISO 8601 date-time query parameter, strictly (also for /admin/audit).
+DateTimeText = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 
 class SummaryGroup(BaseModel):
@@ -104,10 +105,10 @@ class UsageSummary(BaseModel):
 
 
 def usage_query(
-    start: Annotated[_DateTimeText | None, Query(
+    start: Annotated[DateTimeText | None, Query(
         alias="from", description="Start (inclusive), ISO 8601 date or date-time; no zone "
         "means UTC. Must be before `to` (else 422). Default: 30 days before `to`")] = None,
-    end: Annotated[_DateTimeText | None, Query(
+    end: Annotated[DateTimeText | None, Query(
         alias="to", description="End (exclusive), ISO 8601 date or date-time; no zone means UTC. "
         "Must be after `from` (else 422). Default: now")] = None,
     specialist_id: Annotated[str | None, Query(max_length=100)] = None,

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.config.classification import Classification
 from backend.guard.policy import PiiPolicy
 from backend.providers.factory import ProviderTarget, check_provider_name
 from backend.ratelimit.policy import LimitOverride
@@ -81,6 +82,8 @@ class Specialist(BaseModel):
     allowed_groups: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # What the PII guard does to this specialist's requests; unset: PII_DEFAULT_MODE/TYPES.
     pii: PiiPolicy | None = None
+    # What data it handles; PROVIDER_CLASSIFICATION says which providers may see it.
+    classification: Classification = "internal"
 
     @field_validator("provider")
     @classmethod

@@ -61,6 +61,7 @@ class UsageRecord:
     pii_action: str | None = None
     pii_counts: str | None = None
     user_groups: str | None = None  # a sorted JSON list; what group budgets are rebuilt from
+    trial: bool = False  # a governance trial of a proposed specialist version
 
     def __post_init__(self) -> None:
         # Every path to the table (a new record, a spool replay) builds one of these.

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 
@@ -71,6 +72,8 @@ usage_log = Table(
     # The caller's groups as a sorted JSON list (migration 0005): group budgets are rebuilt
     # from these rows.
     Column("user_groups", Text, nullable=True),
+    # A governance trial of a proposed version (migration 0006), not a user's chat.
+    Column("trial", Boolean, nullable=False, server_default=false()),
     # The writer's idempotency: INSERT ... ON CONFLICT (request_id) DO NOTHING.
     UniqueConstraint("request_id"),
     # Every report and the export select a time range first.

@@ -34,6 +34,18 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 [[operations]]
 include-name = "GET /v1/models/{{model}}"
 parameters = {{ model = "{DEMO}" }}
+
+# Whether a specialist version is valid depends on the other specialists (fallbacks without
+# cycles, classification ceilings) and on the fields' own rules, which the body schema (the
+# file's free-form entry) cannot state: refusals of schema-valid versions are expected
+# there (422 among the accepted answers). Every other check still runs on them.
+[[operations]]
+include-name = "POST /admin/specialists"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+[[operations]]
+include-name = "POST /admin/specialists/{{specialist_id}}/versions"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 
 
@@ -42,6 +54,15 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _demo_only(tmp_path: Path) -> Path:
+    path = tmp_path / "specialists.yaml"
+    path.write_text(
+        f"specialists:\n  - id: {DEMO}\n    name: Demo\n    provider: demo\n"
+        "    model: demo-echo\n    system_prompt: You are the demo.\n"
+    )
+    return path
 
 
 def _server_env(tmp_path: Path) -> dict[str, str]:
@@ -57,6 +78,9 @@ def _server_env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'usage.db'}",
         "USAGE_SPOOL_DIR": str(tmp_path / "spool"),
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        # The demo specialist alone: a specialist whose provider has no key answers 503
+        # by design, which would read as a server error.
+        "SPECIALISTS_FILE": str(_demo_only(tmp_path)),
         # Thousands of generated requests from one client IP: the limiter must not answer
         # them all with 429 (which is documented, so would hide every other mismatch).
         "RATE_LIMIT_REQUESTS": "1000000000",

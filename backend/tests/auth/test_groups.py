@@ -30,8 +30,10 @@ def _with_restricted(path: Path) -> Path:
 async def _portal(idp: IdP, portal_factory: Any, tmp_path: Path) -> Portal:
     first: Portal = await portal_factory(**jwt_settings(idp))
     restricted = _with_restricted(Path(first.settings.specialists_file))
+    # Its own database: one already seeded keeps its specialists (the file seeds an empty one).
     portal: Portal = await portal_factory(
-        **jwt_settings(idp, admin_token="break-glass-token-123"), specialists_file=restricted
+        **jwt_settings(idp, admin_token="break-glass-token-123"), specialists_file=restricted,
+        database_url=f"sqlite:///{tmp_path / 'restricted.db'}",
     )
     return portal
 

@@ -75,3 +75,18 @@ def test_lookup_accepts_any_uuid_spelling_and_hides_disabled_ones(tmp_path: Path
     with pytest.raises(SpecialistNotFound):
         manager.get(off["id"])
     assert [s.name for s in manager.enabled()] == ["One"]
+
+
+def test_a_swap_is_whole_and_a_bad_set_changes_nothing() -> None:
+    from backend.specialists.types import Specialist
+
+    one = Specialist.model_validate({**GOOD, "system_prompt": "v1"})
+    manager = SpecialistManager([one])
+    held = manager.get(GOOD["id"])  # what a request in flight keeps
+    two = Specialist.model_validate({**GOOD, "system_prompt": "v2", "version": 2})
+    manager.replace([two])
+    assert manager.get(GOOD["id"]).version == 2 and held.system_prompt == "v1"
+    cycle = Specialist.model_validate({**GOOD, "fallbacks": [{"specialist": GOOD["id"]}]})
+    with pytest.raises(SpecialistsFileError, match="cycle"):
+        manager.replace([cycle])
+    assert manager.get(GOOD["id"]) is manager.all()[0] and manager.get(GOOD["id"]).version == 2

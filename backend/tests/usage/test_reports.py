@@ -192,7 +192,7 @@ def _typed(cells: dict[str, str]) -> dict[str, Any]:
     # How a finance tool reads the CSV back: empty is null, true/false, ISO times, numbers.
     ints = {"id", "input_tokens", "output_tokens", "cached_input_tokens", "specialist_version"}
     floats = {"estimated_cost_usd", "latency_ms"}
-    bools = {"success", "streamed", "tokens_estimated", "billed"}
+    bools = {"success", "streamed", "tokens_estimated", "billed", "trial"}
     out: dict[str, Any] = {}
     for name, text in cells.items():
         if text == "" and name not in bools:

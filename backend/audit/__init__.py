@@ -1,0 +1,1 @@
+"""`python -m backend.audit verify`: check the audit chain (the code is in backend/governance)."""

@@ -1,0 +1,1 @@
+"""Governed specialists: versions in the database, four-eyes approval, the audit chain."""
