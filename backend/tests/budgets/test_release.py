@@ -12,7 +12,10 @@ from backend.tests.budgets.test_api import agree, portal_with
 
 async def test_unbilled_failures_release_their_reservation(portal_factory: Any) -> None:
     # Room for exactly two answers, reserved at their worst case.
-    portal = await portal_with(portal_factory, budget_user_usd=2.5 * worst_case_usd())
+    portal = await portal_with(
+        portal_factory, budget_user_usd=2.5 * worst_case_usd(),
+        breaker_failure_threshold=0,  # the failures must reach the fake, not an open circuit
+    )
     fake = portal.fakes["openai"]
     exact_usage(fake)
     user = {"x-user-email": "unlucky@example.com"}
