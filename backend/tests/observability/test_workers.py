@@ -101,7 +101,10 @@ async def send_until_both_workers_answered(url: str, metrics_dir: Path) -> int:
     """Send concurrent batches until each worker has served some; return how many were sent."""
     sent = 0
     async with httpx.AsyncClient(base_url=url, limits=FRESH, timeout=10) as client:
-        for _ in range(20):
+        # Until the second worker has started too (on a busy machine one can answer for a
+        # while alone, /health included), for up to about 40 s.
+        for _ in range(200):
+            await asyncio.sleep(0.2)
             batch = [client.post("/chat/send", json={"specialist_id": DEMO, "message": "hi"})
                      for _ in range(10)]
             for response in await asyncio.gather(*batch):
