@@ -10,7 +10,11 @@ migrate a shared database is an operator's decision, not a side effect of a depl
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 UPGRADE_COMMAND = "alembic upgrade head"
+# Any constant works: it names "the migration" among PostgreSQL's advisory locks.
+_PG_MIGRATION_LOCK = 0x706F7274616C  # "portal"
 
 
 class SchemaError(RuntimeError):
@@ -76,15 +82,53 @@ async def schema_state(engine: AsyncEngine, config: Config | None = None) -> Sch
 
 
 async def upgrade(engine: AsyncEngine, config: Config | None = None) -> None:
-    """`alembic upgrade head`, on the app's own engine."""
+    """`alembic upgrade head`, on the app's own engine, one migrator at a time.
+
+    `uvicorn --workers N` starts N processes that all find a fresh database empty. Without
+    a lock the second one's CREATE TABLE fails while the first is half way, and uvicorn
+    then stops every worker. So the upgrade holds a lock (an advisory lock on PostgreSQL,
+    a lock file beside a SQLite file) and looks again once it has it: whoever waited
+    finds the work done.
+    """
     config = config or alembic_config()
+    heads = _heads(config)
 
     def run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        if _current(connection) == heads:
+            return
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async with _sqlite_file_lock(engine):
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+
+
+@asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold `<file>.migrate-lock` (flock) while migrating a SQLite file; no-op otherwise.
+
+    A separate file, not the database: closing any descriptor of the database file would
+    drop SQLite's own POSIX locks on it in this process. The lock is polled, not waited for
+    in a thread, so the start-up deadline can cancel the wait.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    fd = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:

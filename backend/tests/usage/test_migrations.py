@@ -21,7 +21,7 @@ from backend.database.engine import make_engine
 from backend.database.migrations import ROOT, SchemaError, schema_state, upgrade
 from backend.main import build_services, close_services
 from backend.tests.support import make_settings, postgres_database
-from backend.tests.usage.helpers import count_rows, make_record
+from backend.tests.usage.helpers import count_rows, eventually, make_record
 from backend.usage.store import insert_batch
 from backend.usage.table import metadata
 
@@ -156,6 +156,54 @@ async def test_a_worker_that_loses_the_migration_race_still_starts(
     monkeypatch.setattr(migrations, "upgrade", lost_the_race)
     try:
         await migrations.ensure_schema(engine, auto_migrate=True)  # no error
+        assert (await schema_state(engine)).is_current
+    finally:
+        await engine.dispose()
+
+
+_MIGRATE_WHEN_TOLD = """
+import asyncio, sys, time
+from pathlib import Path
+from backend.database.engine import make_engine
+from backend.database.migrations import ensure_schema
+
+async def main(url: str, ready: Path, go: Path) -> None:
+    engine = make_engine(url)
+    ready.touch()
+    while not go.exists():  # every process starts migrating at the same moment
+        time.sleep(0.001)
+    try:
+        await ensure_schema(engine, auto_migrate=True)
+    finally:
+        await engine.dispose()
+
+asyncio.run(main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])))
+"""
+
+
+async def test_workers_migrating_one_fresh_database_at_once_all_start(
+    database_url: str, tmp_path: Path
+) -> None:
+    # `uvicorn --workers 4` on a fresh clone: four processes find the same empty database.
+    go = tmp_path / "go"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _MIGRATE_WHEN_TOLD, database_url,
+            str(tmp_path / f"ready{i}"), str(go),
+            cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        )
+        for i in range(4)
+    ]
+    async def all_ready() -> bool:
+        return all((tmp_path / f"ready{i}").exists() for i in range(len(processes)))
+
+    async with asyncio.timeout(60):
+        await eventually(all_ready, within=50, every=0.01)
+        go.touch()
+        errors = [(await p.communicate())[1].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, errors
+    engine = make_engine(database_url)
+    try:
         assert (await schema_state(engine)).is_current
     finally:
         await engine.dispose()
