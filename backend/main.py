@@ -40,6 +40,7 @@ from backend.governance.startup import policy_of, start_governance
 from backend.governance.versions import within_ceilings
 from backend.guard.detect import Detector
 from backend.guard.policy import Guard, PiiPolicy
+from backend.observability.labels import label_sets
 from backend.observability.logs import configure_logging
 from backend.observability.metrics import build_metrics
 from backend.observability.multiprocess import worker_exiting
@@ -119,6 +120,11 @@ async def build_services(settings: Settings) -> Services:
         specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
         providers=PROVIDER_NAMES,
     )
+    # ...and from those serving later: a specialist created or changed at runtime is
+    # counted under its own id, not as `other`, once its version goes live.
+    specialists.on_replace(lambda: metrics.relabel(
+        label_sets(specialists.enabled(), specialists.fallbacks, PROVIDER_NAMES)
+    ))
     tracing = Tracing.from_endpoint(
         settings.otel_exporter_otlp_endpoint, service_name=settings.otel_service_name,
         capture_content=settings.otel_instrumentation_genai_capture_message_content,

@@ -209,8 +209,10 @@ def count_refusal(
 ) -> None:
     """Count a chat request that failed before the chat service took it (which counts its own)."""
     context: RequestContext | None = getattr(connection.state, "chat_context", None)
-    if context is None or not context.counted:
+    if context is None:
         metrics.chat_refused(transport, None, outcome_of(exc))
+    elif not context.counted:  # refused after its specialist was known: a 402, a 403
+        metrics.chat_refused(transport, context.specialist_id, outcome_of(exc))
 
 
 

@@ -77,6 +77,7 @@ class RequestContext:
     identity: Identity | None = None
     transport: str = "send"  # send | stream | ws | v1: the metrics' transport label
     counted: bool = False  # set once the metrics hold this request, so no edge counts it again
+    specialist_id: str | None = None  # once looked up: what a later refusal is counted under
     # Filled in by the budget reservation; the response's X-Budget-Remaining-USD.
     budget: BudgetNote | None = None
 
@@ -162,6 +163,7 @@ class ChatService:
         With `trial`, its (not yet live) version answers instead, with no group check.
         """
         specialist = trial.specialist if trial else self._specialists.get(body.specialist_id)
+        context.specialist_id = str(specialist.id)
         identity = context.identity
         if trial is None and identity is not None and not may_use(identity, specialist):
             raise Forbidden("this specialist is restricted to some groups, not yours")

@@ -162,7 +162,20 @@ class PortalMetrics:
         )
         self._prepare_children()
 
+    def relabel(self, labels: LabelSets) -> None:
+        """Serve a new set of specialists and models (a governed change went live).
+
+        Series already counted keep their labels; only new events are normalised against
+        the new set, so a specialist created at runtime is counted under its own id.
+        """
+        self.labels = labels
+        self._prepare_chat_children()
+
     def _prepare_children(self) -> None:
+        self._prepare_chat_children()
+        self._prepare_fixed_children()
+
+    def _prepare_chat_children(self) -> None:
         chat = self._chat_labels
         self._requests = _Children(self.requests, lambda t, s, p, m, o: (*chat(t, s, p, m), o))
         self._duration = _Children(self.duration, chat)
@@ -178,6 +191,9 @@ class PortalMetrics:
         self._fallbacks = _Children(
             self.fallbacks, lambda a, b: (labels.provider(a), labels.provider(b))
         )
+
+    def _prepare_fixed_children(self) -> None:
+        labels = self.labels
         # Fixed sets are created up front, so each series exists (at 0) before its first
         # event: `rate()` and alert rules then see a change from 0, not a new series.
         for scope in RATE_LIMIT_SCOPES:
@@ -310,6 +326,9 @@ class NullMetrics(PortalMetrics):
 
     def __init__(self) -> None:
         self.labels = LabelSets(specialists=(), providers=(), models=())
+
+    def relabel(self, labels: LabelSets) -> None:
+        """Nothing."""
 
     def chat_finished(self, *args: Any, **kwargs: Any) -> None:
         """Nothing."""

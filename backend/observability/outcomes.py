@@ -19,11 +19,17 @@ OUTCOMES: Final = (
     "timeout", "client_disconnected", "internal_error",
 )
 
-# Codes of refusals other packages raise (identity, budgets): matched by code, so this
-# module needs no import from them and their classes can move freely.
+# Codes of refusals other packages raise (identity, budgets, the guard): matched by code,
+# so this module needs no import from them and their classes can move freely. A test
+# raises each real class and checks its outcome, so a renamed code cannot slip through.
+_BUDGET_CODES = frozenset({"budget_exceeded", "budget_unpriced"})
 _FORBIDDEN_CODES = frozenset(
-    {"unauthorized", "unauthenticated", "forbidden", "invalid_token", "invalid_api_key",
-     "not_allowed", "specialist_forbidden"}
+    {"forbidden", "token_missing", "token_invalid", "token_expired", "untrusted_frontend"}
+)
+# The portal itself could not decide (its budget store, guard, IdP keys or governance
+# database failed): a 503 that is ours, not the caller's and not the provider's.
+_UNAVAILABLE_CODES = frozenset(
+    {"budget_unavailable", "pii_guard_failed", "auth_unavailable", "governance_unavailable"}
 )
 
 
@@ -42,11 +48,13 @@ def outcome_of(exc: BaseException | None) -> str:
     if isinstance(exc, (InvalidRequest, SpecialistNotFound)):
         return "client_error"
     if isinstance(exc, PortalError):
-        if "budget" in exc.code:
+        if exc.code in _BUDGET_CODES:
             return "budget_exceeded"
         if exc.code in _FORBIDDEN_CODES:
             return "forbidden"
-        return "internal_error" if exc.code == "internal_error" else "client_error"
+        if exc.code in _UNAVAILABLE_CODES or exc.code == "internal_error":
+            return "internal_error"
+        return "client_error"
     if _is_validation_error(exc):
         return "client_error"
     return "internal_error"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -53,10 +53,17 @@ class SpecialistManager:
 
     def __init__(self, specialists: Iterable[Specialist]) -> None:
         self._snapshot = _snapshot(specialists)
+        self._listeners: list[Callable[[], None]] = []
 
     def replace(self, specialists: Iterable[Specialist]) -> None:
         """Serve this set from now on (validated first: a bad set raises and changes nothing)."""
         self._snapshot = _snapshot(specialists)
+        for listener in self._listeners:
+            listener()
+
+    def on_replace(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every swap (what derives state from the set: metric labels)."""
+        self._listeners.append(listener)
 
     def with_candidate(self, candidate: Specialist) -> SpecialistManager:
         """A copy in which `candidate` replaces (or joins) its id: to validate or try it."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
 
+from backend.tests.budgets.helpers import PRICES, worst_case_usd
 from backend.tests.chat.conftest import MODELS, SPECIALISTS
 from backend.tests.fakes.script import Script
 from backend.tests.observability.conftest import Portal
@@ -18,6 +21,7 @@ from backend.tests.observability.scrape import scrape
 from backend.tests.transports.conftest import answer, ws_url
 
 OPENAI = SPECIALISTS["openai"]
+RESTRICTED = "77777777-7777-4777-8777-777777777777"
 CHAT = {"specialist": OPENAI, "provider": "openai", "model": MODELS["openai"]}
 
 
@@ -133,8 +137,9 @@ async def test_refusals_before_the_chat_service_count_once_with_no_upstream(
     refused = {"specialist": "none", "provider": "none", "model": "none"}
     assert m.value("portal_requests_total", transport="send", outcome="client_error",
                    **refused) == 2
+    # Over the size limit, but its specialist was known by then: counted under it.
     assert m.value("portal_requests_total", transport="stream", outcome="client_error",
-                   **refused) == 1
+                   **{**refused, "specialist": OPENAI}) == 1
     assert m.value("portal_requests_total", transport="send", outcome="rate_limited") == 1
     assert m.value("portal_requests_total", transport="send", outcome="ok") == 1
     assert m.value("portal_requests_total") == 5
@@ -227,3 +232,76 @@ async def test_labels_stay_inside_the_configured_sets(portal: Portal) -> None:
         assert labels["model"] in {*MODELS.values(), "none", "other"}
     text = (await portal.client.get("/metrics")).text
     assert "a@b.example" not in text and "not-a-specialist" not in text
+
+
+async def test_budget_refusals_are_budget_exceeded_under_their_specialist(
+    portal_factory: Any,
+) -> None:
+    portal: Portal = await portal_factory(
+        price_overrides=PRICES, budget_user_usd=worst_case_usd() / 2
+    )
+    ann = {"X-User-Email": "ann@example.com"}  # a user budget needs a user
+    refused = await portal.client.post("/chat/send", json=ask(), headers=ann)
+    assert refused.status_code == 402
+    m = await scrape(portal.client)
+    assert m.value("portal_requests_total", transport="send", outcome="budget_exceeded",
+                   specialist=OPENAI) == 1
+    assert m.value("portal_upstream_attempts_total") == 0
+
+
+async def test_a_budget_store_that_cannot_answer_is_an_internal_error_not_a_spent_budget(
+    portal_factory: Any,
+) -> None:
+    portal: Portal = await portal_factory(
+        price_overrides=PRICES, budget_user_usd=5.0, redis_url="redis://127.0.0.1:9/0",
+    )
+    refused = await portal.client.post(
+        "/chat/send", json=ask(), headers={"X-User-Email": "ann@example.com"}
+    )
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "budget_unavailable"
+    m = await scrape(portal.client)
+    assert m.value("portal_requests_total", outcome="internal_error", specialist=OPENAI) == 1
+    assert m.value("portal_requests_total", outcome="budget_exceeded") == 0
+
+
+async def test_a_restricted_specialist_refused_is_forbidden(
+    portal_factory: Any, tmp_path: Path
+) -> None:
+    first: Portal = await portal_factory()
+    data = yaml.safe_load(first.settings.specialists_file.read_text())
+    data["specialists"].append({"id": RESTRICTED, "name": "Risk", "provider": "openai",
+                                "model": MODELS["openai"], "allowed_groups": ["risk"]})
+    specialists = tmp_path / "restricted.yaml"
+    specialists.write_text(yaml.safe_dump(data))
+    portal: Portal = await portal_factory(
+        auth_mode="header", trusted_frontends=["127.0.0.0/8"], specialists_file=specialists,
+        database_url=f"sqlite:///{tmp_path / 'restricted.db'}",
+    )
+    staff = {"X-User-Email": "bob@example.com", "X-User-Groups": "staff"}
+    refused = await portal.client.post("/chat/send", json=ask(RESTRICTED), headers=staff)
+    assert refused.status_code == 403
+    m = await scrape(portal.client)
+    assert m.value("portal_requests_total", outcome="forbidden", specialist=RESTRICTED) == 1
+    assert m.value("portal_upstream_attempts_total") == 0
+
+
+async def test_a_specialist_created_at_runtime_is_counted_under_its_own_id(
+    portal_factory: Any, tmp_path: Path
+) -> None:
+    admin = {"X-User-Email": "alice@example.com", "X-User-Groups": "portal-admins"}
+    portal: Portal = await portal_factory(
+        auth_mode="header", trusted_frontends=["127.0.0.0/8"], admin_groups=["portal-admins"],
+        specialist_approval="none", database_url=f"sqlite:///{tmp_path / 'runtime.db'}",
+    )
+    created = await portal.client.post("/admin/specialists", headers=admin, json={
+        "name": "New desk", "provider": "demo", "model": "demo-echo", "reason": "a new desk",
+    })
+    assert created.status_code in (200, 201), created.text
+    new_id = created.json()["id"]
+    answer_ = await portal.client.post("/chat/send", headers=admin, json=ask(new_id))
+    assert answer_.status_code == 200, answer_.text
+    m = await scrape(portal.client)
+    assert m.value("portal_requests_total", specialist=new_id, model="demo-echo",
+                   outcome="ok") == 1
+    assert m.value("portal_requests_total", specialist="other") == 0

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from backend.errors import PortalError, RequestTooLarge
+from backend.auth.errors import (
+    AuthUnavailable,
+    Forbidden,
+    TokenExpired,
+    TokenInvalid,
+    TokenMissing,
+    UntrustedFrontend,
+)
+from backend.budgets.base import Charge, ScopeState
+from backend.budgets.errors import BudgetExceeded, BudgetUnavailable, BudgetUnpriced
+from backend.errors import RequestTooLarge
+from backend.governance.errors import GovernanceUnavailable
+from backend.guard.errors import GuardFailed, PiiDetected
 from backend.observability.labels import OTHER, LabelSets, attempt_result
 from backend.observability.metrics import MetricsSetupError, build_metrics
 from backend.observability.multiprocess import prepare_directory, server_identity
@@ -24,13 +37,10 @@ from backend.resilience.breaker import CircuitOpen
 from backend.resilience.disconnect import ClientDisconnected
 from backend.specialists.manager import SpecialistNotFound
 
-
-class BudgetExceeded(PortalError):
-    code = "budget_exceeded"
-
-
-class Forbidden(PortalError):
-    code = "forbidden"
+SPENT = BudgetExceeded(
+    ScopeState(Charge("user", "u1", 10), limit=10, spent=10, reserved=0),
+    requested=1, resets_at=datetime(2027, 1, 1, tzinfo=UTC),
+)
 
 
 DECISION = RateDecision(
@@ -45,8 +55,19 @@ DECISION = RateDecision(
         (RequestTooLarge("big"), "client_error"),
         (SpecialistNotFound("x"), "client_error"),
         (RateLimitExceeded(DECISION), "rate_limited"),
-        (BudgetExceeded("spent"), "budget_exceeded"),
+        (SPENT, "budget_exceeded"),
+        (BudgetUnpriced("openai", "gpt-x"), "budget_exceeded"),
         (Forbidden("no"), "forbidden"),
+        (TokenMissing("no token"), "forbidden"),
+        (TokenInvalid("bad"), "forbidden"),
+        (TokenExpired("old"), "forbidden"),
+        (UntrustedFrontend("who?"), "forbidden"),
+        # The portal's own stores failing is ours: not the caller's budget, not a client error.
+        (BudgetUnavailable("redis down"), "internal_error"),
+        (GuardFailed("guard broke"), "internal_error"),
+        (AuthUnavailable("idp down"), "internal_error"),
+        (GovernanceUnavailable("db down"), "internal_error"),
+        (PiiDetected(["iban"]), "client_error"),
         (ProviderUnavailable("down", provider="openai"), "upstream_error"),
         (ProviderRateLimited("slow", provider="openai"), "upstream_error"),
         (ProviderAuthError("key", provider="openai"), "upstream_error"),
