@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.auth.errors import TokenExpired, TokenInvalid
 from backend.auth.identity import Identity
 from backend.auth.table import api_keys
+from backend.database.audit_hook import AuditHook
 from backend.errors import PortalError
 
 PREFIX = "aip_"
@@ -75,7 +76,8 @@ class ApiKeys:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
     async def create(
-        self, owner: Identity, *, name: str, expires_at: datetime | None
+        self, owner: Identity, *, name: str, expires_at: datetime | None,
+        audit: AuditHook | None = None,
     ) -> tuple[ApiKeyInfo, str]:
         """A new key for `owner`, with the owner's groups and cost centre as of now."""
         assert owner.user_hash is not None
@@ -93,6 +95,8 @@ class ApiKeys:
                 cost_center=owner.cost_center, created_at=info.created_at,
                 expires_at=info.expires_at,
             ))
+            if audit is not None:  # what identifies the key, never the key
+                await audit(conn, None, _audited(info))
         return info, key
 
     async def list(self, owner_hash: str | None) -> list[ApiKeyInfo]:
@@ -104,17 +108,25 @@ class ApiKeys:
             rows = (await conn.execute(query)).all()
         return [_info(row) for row in rows]
 
-    async def revoke(self, key_id: str, owner_hash: str | None) -> ApiKeyInfo:
-        """Revoke a key of `owner_hash` (any key when None); ApiKeyNotFound otherwise."""
+    async def revoke(
+        self, key_id: str, owner_hash: str | None, audit: AuditHook | None = None
+    ) -> ApiKeyInfo:
+        """Revoke a key of `owner_hash` (any key when None); ApiKeyNotFound otherwise.
+
+        Revoking a key already revoked changes nothing and is not audited again.
+        """
         where = [_c.id == key_id]
         if owner_hash is not None:
             where.append(_c.owner_hash == owner_hash)
         async with self._engine.begin() as conn:
-            await conn.execute(
+            revoked = await conn.execute(
                 update(api_keys).where(*where, _c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
             row = (await conn.execute(select(*_INFO_COLUMNS).where(*where))).first()
+            if row is not None and revoked.rowcount and audit is not None:
+                info = _info(row)
+                await audit(conn, _audited(replace(info, revoked_at=None)), _audited(info))
         if row is None:
             raise ApiKeyNotFound("no such API key")
         return _info(row)
@@ -173,3 +185,11 @@ def _info(row: Any) -> ApiKeyInfo:
         created_at=_utc(row.created_at) or datetime.now(UTC), expires_at=_utc(row.expires_at),
         last_used_at=_utc(row.last_used_at), revoked_at=_utc(row.revoked_at),
     )
+
+
+def _audited(info: ApiKeyInfo) -> dict[str, object]:
+    return {
+        "id": info.id, "name": info.name, "prefix": info.prefix, "owner": info.owner_hash,
+        "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+        "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+    }

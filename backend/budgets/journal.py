@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.budgets.base import Scope, to_nano
 from backend.budgets.periods import Period
 from backend.budgets.table import budget_audit, budget_limits
+from backend.database.audit_hook import AuditHook
 from backend.usage.table import usage_log
 
 _c = usage_log.c
@@ -68,9 +69,14 @@ async def limits(engine: AsyncEngine) -> list[LimitRow]:
 
 
 async def set_limit(
-    engine: AsyncEngine, *, scope: Scope, name: str, limit_usd: float | None, actor: str
+    engine: AsyncEngine, *, scope: Scope, name: str, limit_usd: float | None, actor: str,
+    audit: AuditHook | None = None,
 ) -> tuple[float | None, float | None]:
-    """Set (None: delete) one API limit and audit it in the same transaction; (old, new)."""
+    """Set (None: delete) one API limit and audit it in the same transaction; (old, new).
+
+    `budget_audit` keeps the budget's own history (GET /admin/budgets/audit); `audit`, when
+    given, also appends the change to the tamper-evident chain, in the same transaction.
+    """
     now = datetime.now(UTC)
     key = (budget_limits.c.scope == scope, budget_limits.c.name == name)
     async with engine.begin() as conn:
@@ -86,6 +92,9 @@ async def set_limit(
         await conn.execute(insert(budget_audit).values(
             at=now, actor=actor, action="delete" if limit_usd is None else "set",
             scope=scope, name=name, old_usd=old, new_usd=limit_usd))
+        if audit is not None:
+            await audit(conn, None if old is None else {"limit_usd": old},
+                        None if limit_usd is None else {"limit_usd": limit_usd})
     return old, limit_usd
 
 

@@ -33,6 +33,7 @@ from backend.budgets.errors import BudgetExceeded, BudgetUnavailable, BudgetUnpr
 from backend.budgets.periods import Period, PeriodKind, period_at
 from backend.budgets.policy import BudgetPolicy
 from backend.config.pricing import PriceBook
+from backend.database.audit_hook import AuditHook
 from backend.providers.base import CompletionRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -208,12 +209,14 @@ class Ledger:
         return period, [s for s in states if s.limit is not None]
 
     async def set_limit(
-        self, scope: Scope, name: str, limit_usd: float | None, actor: str
+        self, scope: Scope, name: str, limit_usd: float | None, actor: str,
+        audit: AuditHook | None = None,
     ) -> tuple[float | None, float | None]:
         """Store an admin API limit in the database (audited), then in the shared store."""
         try:
             old, new = await journal.set_limit(
-                self._engine, scope=scope, name=name, limit_usd=limit_usd, actor=actor
+                self._engine, scope=scope, name=name, limit_usd=limit_usd, actor=actor,
+                audit=audit,
             )
         except (SQLAlchemyError, OSError) as exc:
             raise BudgetUnavailable(f"database: {type(exc).__name__}") from exc

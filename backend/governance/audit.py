@@ -1,9 +1,10 @@
 """The audit chain: an append-only, tamper-evident record of every admin action.
 
-Reusable by anything an admin changes (specialists now; budgets and API keys can call
-`append` too). Each entry's hash covers its content and the previous entry's hash, and the
-`audit` counter in `governance_state` holds the number of entries, so an edited, deleted
-or truncated entry breaks a link that `verify` reports.
+Specialists call `append`; budgets and API keys, which sit below governance, take an
+`audited(...)` hook from their routes, so the entry commits with the change it records.
+Each entry's hash covers its content and the previous entry's hash, and the `audit`
+counter in `governance_state` holds the number of entries, so an edited, deleted or
+truncated entry breaks a link that `verify` reports.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import ColumnElement, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.auth.identity import Identity
+from backend.database.audit_hook import AuditHook
 from backend.governance.errors import guarded
 from backend.governance.tables import audit_log, governance_state
 
@@ -111,6 +113,17 @@ async def append(conn: AsyncConnection, event: AuditEvent) -> int:
     row["hash"] = entry_hash(row)
     await conn.execute(audit_log.insert().values(**row))
     return int(seq)
+
+
+def audited(actor: Actor, action: str, target: str, request_id: str | None) -> AuditHook:
+    """A hook that appends this action, with what the changing code saw before and after."""
+
+    async def hook(
+        conn: AsyncConnection, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+    ) -> int:
+        return await append(conn, AuditEvent(actor, action, target, before, after, request_id))
+
+    return hook
 
 
 async def verify(engine: AsyncEngine, *, chunk_rows: int = 1_000) -> Verification:

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,6 +18,7 @@ from backend.budgets.base import SCOPES, Scope, to_usd
 from backend.budgets.errors import InvalidBudget
 from backend.budgets.ledger import Ledger
 from backend.budgets.policy import PORTAL
+from backend.governance.audit import Actor, audited
 from backend.usage.identity import hash_email
 
 router = APIRouter(tags=["budgets"])
@@ -152,28 +153,32 @@ async def budget_audit(_: AdminDep, services: ServicesDep) -> list[dict[str, obj
 @admin_router.put("/{scope}/{name}", response_model=BudgetChanged, responses=_ADMIN)
 async def put_budget(
     scope: ScopePath, name: NamePath, change: BudgetChange, admin: AdminDep,
-    services: ServicesDep,
+    services: ServicesDep, request: Request,
 ) -> BudgetChanged:
     """Set a scope's budget; it takes effect on every worker at once, and is audited."""
-    return await _change(services.ledger, services, scope, name, change.limit_usd, admin)
+    return await _change(services, request, scope, name, change.limit_usd, admin)
 
 
 @admin_router.delete("/{scope}/{name}", response_model=BudgetChanged, responses=_ADMIN)
 async def delete_budget(
-    scope: ScopePath, name: NamePath, admin: AdminDep, services: ServicesDep
+    scope: ScopePath, name: NamePath, admin: AdminDep, services: ServicesDep,
+    request: Request,
 ) -> BudgetChanged:
     """Drop the API's budget for a scope (a settings value, if any, applies again)."""
-    return await _change(services.ledger, services, scope, name, None, admin)
+    return await _change(services, request, scope, name, None, admin)
 
 
 async def _change(
-    ledger: Ledger | None, services: ServicesDep, scope: str, name: str,
+    services: ServicesDep, request: Request, scope: str, name: str,
     limit_usd: float | None, admin: Identity,
 ) -> BudgetChanged:
-    live = _ledger(ledger)
+    live = _ledger(services.ledger)
+    request_id = getattr(request.state, "request_id", None)
     checked = _scope(scope)
     key = _name(checked, name, services.settings.hash_secret())
-    old, new = await live.set_limit(checked, key, limit_usd, _actor(admin))
+    action = "budget.delete" if limit_usd is None else "budget.set"
+    audit = audited(Actor.of(admin), action, f"budget/{checked}/{key}", request_id)
+    old, new = await live.set_limit(checked, key, limit_usd, _actor(admin), audit)
     return BudgetChanged(scope=checked, name=key, old_usd=old, new_usd=new)
 
 

@@ -5,16 +5,22 @@ The key itself is in POST's answer only; afterwards nobody (the database include
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.api.deps import AdminDep, IdentityDep, ServicesDep
 from backend.api.openapi import error_responses
 from backend.auth.apikeys import ApiKeyInfo, ApiKeyNotFound
 from backend.auth.errors import Forbidden
+from backend.auth.identity import Identity
 from backend.auth.policy import may_mint_keys
+from backend.database.audit_hook import AuditHook
+from backend.governance.audit import Actor, audited
 
 router = APIRouter(tags=["api-keys"])
 
@@ -77,7 +83,9 @@ def _info(info: ApiKeyInfo) -> KeyInfo:
 
 
 @router.post("/keys", response_model=CreatedKey, status_code=201, responses=_OWN)
-async def create_key(body: NewKey, identity: IdentityDep, services: ServicesDep) -> CreatedKey:
+async def create_key(
+    body: NewKey, identity: IdentityDep, services: ServicesDep, request: Request
+) -> CreatedKey:
     """Mint a key acting as the caller, with the caller's groups as of now."""
     if not may_mint_keys(identity):
         raise Forbidden(
@@ -85,7 +93,8 @@ async def create_key(body: NewKey, identity: IdentityDep, services: ServicesDep)
             "end, not by another key nor under AUTH_MODE=none"
         )
     info, key = await services.auth.api_keys.create(
-        identity, name=body.name, expires_at=body.expires_at
+        identity, name=body.name, expires_at=body.expires_at,
+        audit=_audit(request, identity, "api_key.create"),
     )
     return CreatedKey(**_info(info).model_dump(), key=key)
 
@@ -99,11 +108,13 @@ async def list_keys(identity: IdentityDep, services: ServicesDep) -> list[KeyInf
 
 
 @router.delete("/keys/{key_id}", response_model=KeyInfo, responses=_OWN)
-async def revoke_key(key_id: str, identity: IdentityDep, services: ServicesDep) -> KeyInfo:
+async def revoke_key(
+    key_id: str, identity: IdentityDep, services: ServicesDep, request: Request
+) -> KeyInfo:
     """Revoke one of the caller's keys (refused everywhere within seconds)."""
     if not identity.signed_in:
         raise ApiKeyNotFound("no such API key")
-    return await _revoke(services, key_id, identity.user_hash)
+    return await _revoke(services, key_id, identity.user_hash, request, identity)
 
 
 @router.get("/admin/keys", response_model=list[OwnedKeyInfo], responses=_ADMIN)
@@ -116,10 +127,28 @@ async def list_all_keys(admin: AdminDep, services: ServicesDep) -> list[OwnedKey
 
 
 @router.delete("/admin/keys/{key_id}", response_model=KeyInfo, responses=_ADMIN)
-async def revoke_any_key(key_id: str, admin: AdminDep, services: ServicesDep) -> KeyInfo:
+async def revoke_any_key(
+    key_id: str, admin: AdminDep, services: ServicesDep, request: Request
+) -> KeyInfo:
     """Revoke anyone's key, for admins."""
-    return await _revoke(services, key_id, None)
+    return await _revoke(services, key_id, None, request, admin)
 
 
-async def _revoke(services: ServicesDep, key_id: str, owner: str | None) -> KeyInfo:
-    return _info(await services.auth.api_keys.revoke(key_id, owner))
+async def _revoke(
+    services: ServicesDep, key_id: str, owner: str | None, request: Request, actor: Identity
+) -> KeyInfo:
+    hook = _audit(request, actor, "api_key.revoke")
+    return _info(await services.auth.api_keys.revoke(key_id, owner, audit=hook))
+
+
+def _audit(request: Request, actor: Identity, action: str) -> AuditHook:
+    """The audit chain's entry for this key change, targeted at the key's id."""
+
+    async def hook(
+        conn: AsyncConnection, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+    ) -> object:
+        target = f"api_key/{(after or before or {}).get('id')}"
+        request_id = getattr(request.state, "request_id", None)
+        return await audited(Actor.of(actor), action, target, request_id)(conn, before, after)
+
+    return hook

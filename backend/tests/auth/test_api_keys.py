@@ -11,8 +11,10 @@ import openai
 import pytest
 from sqlalchemy import inspect, select, text
 
+from backend.auth.identity import user_hash
 from backend.auth.table import api_keys
 from backend.database.engine import make_engine
+from backend.governance.audit import verify
 from backend.tests.auth.conftest import ADMIN_GROUP, bearer, jwt_settings
 from backend.tests.auth.idp import IdP
 from backend.tests.chat.conftest import SPECIALISTS, Portal
@@ -111,6 +113,26 @@ async def test_keys_are_private_to_their_owner_and_admins_see_all(
     assert [k["id"] for k in every] == [key["id"]] and "key" not in every[0]
     gone = await portal.client.delete(f"/admin/keys/{key['id']}", headers=admin)
     assert gone.status_code == 200
+    again = await portal.client.delete(f"/admin/keys/{key['id']}", headers=admin)
+    assert again.status_code == 200  # already revoked: nothing changes, nothing audited
+
+    # Minting and revoking are in the tamper-evident chain, with who and which request.
+    audit = (await portal.client.get("/admin/audit", params={"target": f"api_key/{key['id']}"},
+                                     headers=admin)).json()
+    entries = list(reversed(audit["entries"]))
+    assert [e["action"] for e in entries] == ["api_key.create", "api_key.revoke"]
+    actors = [user_hash(b"test-secret", email=f"{who}@example.com", user_id=who)
+              for who in ("alice", "root")]
+    assert [e["actor"] for e in entries] == actors
+    assert entries[0]["after"]["prefix"] == key["prefix"] and entries[0]["before"] is None
+    assert entries[1]["before"]["revoked_at"] is None and entries[1]["after"]["revoked_at"]
+    assert all(e["request_id"] for e in entries)
+    assert key["key"] not in str(audit) and key["key"][12:] not in str(audit)
+    engine = make_engine(portal.settings.database_url)
+    try:
+        assert (await verify(engine)).broken is None
+    finally:
+        await engine.dispose()
     await asyncio.sleep(2.1)  # past the per-worker cache
     refused = await portal.client.get("/me", headers=bearer(key["key"]))
     assert refused.status_code == 401 and refused.json()["error"] == "token_invalid"

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from backend.budgets.table import budget_audit, budget_limits
 from backend.database.engine import make_engine
+from backend.governance.audit import verify
 from backend.tests.budgets.helpers import chat, exact_usage, headers, user_hash, worst_case_usd
 from backend.tests.budgets.test_api import portal_with
 from backend.tests.usage.helpers import ADMIN_TOKEN
@@ -50,6 +51,21 @@ async def test_a_budget_set_through_the_api_wins_and_is_audited(portal_factory: 
     finally:
         await engine.dispose()
     assert rows and not any("i@x.com" in str(tuple(row)) for row in rows)
+
+    # The same two changes are in the tamper-evident chain, with the request that made them.
+    target = f"budget/user/{user_hash('i@x.com')}"
+    chain = (await client.get("/admin/audit", params={"target": target},
+                              headers=ADMIN)).json()["entries"]
+    assert [(e["action"], e["before"], e["after"], e["actor"]) for e in chain] == [
+        ("budget.delete", {"limit_usd": 0.5 * worst_case_usd()}, None, "admin_token"),
+        ("budget.set", None, {"limit_usd": 0.5 * worst_case_usd()}, "admin_token"),
+    ]
+    assert all(e["request_id"] for e in chain) and "i@x.com" not in str(chain)
+    engine = make_engine(portal.settings.database_url)
+    try:
+        assert (await verify(engine)).broken is None
+    finally:
+        await engine.dispose()
 
 
 async def test_group_and_portal_budgets_are_shared(portal_factory: Any) -> None:
