@@ -68,7 +68,7 @@ async def test_a_budget_set_through_the_api_wins_and_is_audited(portal_factory: 
         await engine.dispose()
 
 
-async def test_group_and_portal_budgets_are_shared(portal_factory: Any) -> None:
+async def test_a_portal_budget_is_shared_by_everyone(portal_factory: Any) -> None:
     portal = await portal_with(portal_factory, admin_token=ADMIN_TOKEN)
     exact_usage(portal.fakes["openai"])
     client = portal.client

@@ -4,6 +4,7 @@ settlement however a request ends, unpriced models, /me/budget and the alert web
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -224,8 +225,10 @@ async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 
 async def test_the_alert_fires_once_per_scope_and_period(
-    portal_factory: Any, receiver: tuple[str, list[dict[str, Any]]]
+    portal_factory: Any, receiver: tuple[str, list[dict[str, Any]]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="backend.budgets.alerts")
     url, got = receiver
     portal = await portal_with(
         portal_factory, budget_user_usd=5.5 * worst_case_usd(), budget_alert_percent=10,
@@ -242,6 +245,9 @@ async def test_the_alert_fires_once_per_scope_and_period(
     assert alert["scope"] == "user" and alert["name"] != "e@x.com"
     assert alert["limit_usd"] == pytest.approx(5.5 * worst_case_usd())
     assert alert["spent_usd"] == pytest.approx(worst_case_usd(), abs=1e-8)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("budget alert:")]
+    assert len(logged) == 1 and logged[0].startswith(f"budget alert: user {alert['name']} spent")
+    assert "e@x.com" not in caplog.text
 
 
 async def test_a_dead_webhook_never_slows_a_chat(portal_factory: Any) -> None:
