@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 import openai
+import orjson
 import pytest
 from sqlalchemy import inspect, select, text
+from websockets.asyncio.client import connect
 
 from backend.auth.identity import user_hash
 from backend.auth.table import api_keys
@@ -18,7 +20,7 @@ from backend.governance.audit import verify
 from backend.tests.auth.conftest import ADMIN_GROUP, bearer, jwt_settings
 from backend.tests.auth.idp import IdP
 from backend.tests.chat.conftest import SPECIALISTS, Portal
-from backend.tests.transports.conftest import usage_rows
+from backend.tests.transports.conftest import answer, usage_rows, ws_url
 
 
 async def _every_stored_text(database_url: str) -> str:
@@ -161,3 +163,47 @@ async def test_an_expired_key_is_refused(idp: IdP, portal_factory: Any) -> None:
         assert len(hashes) == 1 and key not in hashes[0]
     finally:
         await engine.dispose()
+
+
+async def test_a_key_is_accepted_on_every_chat_way_in(idp: IdP, portal_factory: Any) -> None:
+    portal: Portal = await portal_factory(**jwt_settings(idp))
+    owner = bearer(idp.token(groups=["staff"], cost_center="CC-4"))
+    key = (await portal.client.post("/keys", json={"name": "bot"}, headers=owner)).json()["key"]
+    body = {"specialist_id": SPECIALISTS["openai"], "message": "Hello"}
+    sent = await portal.client.post("/chat/send", json=body, headers=bearer(key))
+    assert sent.status_code == 200 and sent.json()["content"]
+    streamed = await portal.client.post("/chat/stream", json=body, headers=bearer(key))
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert streamed.status_code == 200 and orjson.loads(events[-1])["is_final"] is True
+    chat = orjson.dumps(body).decode()
+    async with connect(ws_url(portal), additional_headers=bearer(key)) as ws:
+        await ws.send(chat)
+        _, final = await answer(ws)
+        assert final["is_final"] is True
+    async with connect(ws_url(portal)) as ws:  # the first-message form takes a key too
+        await ws.send(orjson.dumps({"type": "auth", "token": key}).decode())
+        await ws.send(chat)
+        _, final = await answer(ws)
+        assert final["is_final"] is True
+    rows = await usage_rows(portal, 4)
+    assert {(r["auth_method"], r["cost_center"]) for r in rows} == {("api_key", "CC-4")}
+    assert len(portal.fakes["openai"].requests) == 4
+
+
+async def test_a_key_revoked_on_one_worker_is_refused_on_another_within_5_s(
+    idp: IdP, portal_factory: Any, database_url: str
+) -> None:
+    # Two apps on one database: each keeps its own short cache of keys it has seen.
+    first: Portal = await portal_factory(**jwt_settings(idp), database_url=database_url)
+    second: Portal = await portal_factory(**jwt_settings(idp), database_url=database_url)
+    owner = bearer(idp.token())
+    created = (await first.client.post("/keys", json={"name": "cli"}, headers=owner)).json()
+    assert (await second.client.get("/me", headers=bearer(created["key"]))).status_code == 200
+    revoked = await first.client.delete(f"/keys/{created['id']}", headers=owner)
+    assert revoked.status_code == 200
+    started = time.monotonic()
+    while (await second.client.get("/me", headers=bearer(created["key"]))).status_code == 200:
+        assert time.monotonic() - started < 5, "the other worker still takes a revoked key"
+        await asyncio.sleep(0.1)
+    refused = await second.client.get("/me", headers=bearer(created["key"]))
+    assert refused.status_code == 401 and refused.json()["error"] == "token_invalid"

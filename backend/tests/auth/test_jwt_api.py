@@ -159,7 +159,7 @@ async def test_hs256_mode_takes_its_secret_and_refuses_rs256(
 
 
 async def test_open_endpoints_stay_open_and_the_rest_need_a_token(jwt_portal: Portal) -> None:
-    for path in ("/health", "/ready", "/docs", "/openapi.json"):
+    for path in ("/health", "/ready", "/docs", "/redoc", "/openapi.json"):
         assert (await jwt_portal.client.get(path)).status_code == 200, path
     for path in ("/specialists", "/me", "/v1/models", "/keys"):
         response = await jwt_portal.client.get(path)
