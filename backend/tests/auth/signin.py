@@ -99,6 +99,11 @@ class Browser:
         assert response.status_code == 302, response.text
         return response.headers["location"]
 
+    async def until_callback(self) -> tuple[str, str]:
+        """Start a sign-in and let the provider sign in: (login state, callback URL)."""
+        state, authorization = await self.start_login()
+        return state, await self.authorize(authorization)
+
     async def callback(self, callback_url: str, login_state: str | None) -> httpx.Response:
         """Follow the provider's redirect back, with the login cookie."""
         cookie = f"{LOGIN_COOKIE}={login_state}" if login_state else ""
