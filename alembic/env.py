@@ -17,6 +17,7 @@ from backend.config.settings import get_settings
 from backend.database.engine import async_url, make_engine
 import backend.auth.table  # noqa: F401  (declares api_keys on the same metadata)
 import backend.budgets.table  # noqa: F401  (and the budget tables)
+import backend.auth.session_table  # noqa: F401  (and the browser sign-in tables)
 from backend.usage.table import metadata
 
 config = context.config

@@ -52,6 +52,7 @@ from backend.resilience.runner import Resilience
 from backend.routes import (
     admin_specialists,
     audit,
+    auth_web,
     budgets,
     chat,
     health,
@@ -158,7 +159,7 @@ async def build_services(settings: Settings) -> Services:
         default_max_output_tokens=settings.budget_default_max_output_tokens,
     )
     auth = build_authenticator(
-        settings, session, ApiKeys(engine, settings.hash_secret())
+        settings, session, ApiKeys(engine, settings.hash_secret()), engine
     )
     return Services(
         settings=settings,
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(openai_compat.router)
     app.include_router(me.router)
+    app.include_router(auth_web.router, include_in_schema=settings.sign_in_enabled())
     # Keys are minted only by a verified user: under AUTH_MODE=none they cannot exist.
     app.include_router(keys.router, include_in_schema=settings.effective_auth_mode() != "none")
     app.include_router(metrics.router)

@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from backend.api.deps import AdminAuthRequired, MetricsAuthRequired
 from backend.auth.apikeys import ApiKeyNotFound
-from backend.auth.errors import AuthError, AuthUnavailable, Forbidden
+from backend.auth.errors import AuthError, AuthUnavailable, Forbidden, SignInFailed
 from backend.budgets.errors import (
     BudgetExceeded,
     BudgetUnavailable,
@@ -78,6 +78,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PortalError], int], ...] = (
     (UnsupportedMediaType, 415),
     (AdminAuthRequired, 401),
     (AuthError, 401),
+    (SignInFailed, 400),
     (Forbidden, 403),
     (AuthUnavailable, 503),
     (ApiKeyNotFound, 404),

@@ -13,12 +13,17 @@ from collections.abc import Sequence
 from typing import Literal
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from backend.auth.apikeys import ApiKeys, looks_like_key
 from backend.auth.errors import TokenInvalid, TokenMissing, UntrustedFrontend
 from backend.auth.identity import Identity, user_hash
 from backend.auth.jwks import HttpKeySource, JWKSCache, KeySource, StaticKeySource
+from backend.auth.oidc import OidcClient
+from backend.auth.sealing import Sealer, session_key
+from backend.auth.session_store import SessionStore
+from backend.auth.sessions import BrowserSessions, CookiePolicy
 from backend.auth.tokens import ClaimMap, JWTVerifier
 from backend.config.settings import Settings
 
@@ -48,11 +53,14 @@ class Authenticator:
     """Resolves identities for the configured AUTH_MODE."""
 
     def __init__(
-        self, settings: Settings, *, verifier: JWTVerifier | None, api_keys: ApiKeys
+        self, settings: Settings, *, verifier: JWTVerifier | None, api_keys: ApiKeys,
+        sessions: BrowserSessions | None = None,
     ) -> None:
         self.mode: Mode = settings.effective_auth_mode()
         self.verifier = verifier
         self.api_keys = api_keys
+        # Browser sign-in (AUTH_MODE=jwt with OIDC_CLIENT_ID): the session cookie.
+        self.sessions = sessions
         self._secret = settings.hash_secret()
         self._user_header = settings.user_email_header
         self._groups_header = settings.user_groups_header
@@ -75,6 +83,12 @@ class Authenticator:
         if token is not None and looks_like_key(token):
             return await self.api_keys.identify(token)
         if self.mode == "jwt":
+            if token is None and self.sessions is not None:
+                # No bearer token: a signed-in browser's cookie (bearer tokens win, so a
+                # script's request never needs the cookie's CSRF token).
+                session_id = self.sessions.session_id(connection)
+                if session_id is not None:
+                    return await self.sessions.identify(connection, session_id)
             if token is None:
                 raise TokenMissing("this endpoint needs Authorization: Bearer <token>")
             assert self.verifier is not None
@@ -133,13 +147,42 @@ class Authenticator:
 
 
 def build_authenticator(
-    settings: Settings, session: aiohttp.ClientSession, api_keys: ApiKeys
+    settings: Settings, session: aiohttp.ClientSession, api_keys: ApiKeys, engine: AsyncEngine
 ) -> Authenticator:
     """The authenticator for the settings' AUTH_MODE (keys are fetched on first use)."""
-    verifier = None
+    verifier, sessions = None, None
     if settings.effective_auth_mode() == "jwt":
         verifier = _verifier(settings, session)
-    return Authenticator(settings, verifier=verifier, api_keys=api_keys)
+        if settings.sign_in_enabled():
+            sessions = _browser_sessions(settings, session, engine, verifier)
+    return Authenticator(settings, verifier=verifier, api_keys=api_keys, sessions=sessions)
+
+
+def _browser_sessions(
+    settings: Settings, session: aiohttp.ClientSession, engine: AsyncEngine,
+    verifier: JWTVerifier,
+) -> BrowserSessions:
+    assert settings.oidc_client_id is not None and settings.oidc_issuer is not None
+    secret = settings.oidc_client_secret
+    client = OidcClient(
+        session, issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        scopes=settings.oidc_scopes, timeout=settings.jwks_timeout_seconds,
+    )
+    key = settings.session_secret
+    return BrowserSessions(
+        store=SessionStore(engine), client=client,
+        # ID tokens are for the client id; same keys, same checks as bearer tokens.
+        id_tokens=verifier.for_audience(settings.oidc_client_id),
+        sealer=Sealer(session_key(
+            key.get_secret_value().encode() if key else None, settings.hash_secret()
+        )),
+        cookies=CookiePolicy(
+            secure=settings.environment != "development",
+            lifetime=settings.session_lifetime_seconds,
+        ),
+        public_url=settings.public_url,
+    )
 
 
 def _verifier(settings: Settings, session: aiohttp.ClientSession) -> JWTVerifier:

@@ -52,3 +52,21 @@ class AuthUnavailable(PortalError):
     """The identity provider's keys cannot be had, and the last ones are too old (HTTP 503)."""
 
     code = "auth_unavailable"
+
+
+class SessionExpired(TokenExpired):
+    """A browser session past its lifetime, signed out, or whose refresh the provider refused."""
+
+    code = "session_expired"
+
+
+class CsrfRefused(Forbidden):
+    """A cookie-authenticated request that did not prove it came from the portal's own page."""
+
+    code = "csrf_refused"
+
+
+class SignInFailed(PortalError):
+    """The browser's sign-in could not be completed (bad state, a used code, a bad ID token)."""
+
+    code = "sign_in_failed"

@@ -10,7 +10,8 @@ from typing import Literal
 from backend.usage.identity import hash_email
 
 # How the identity was proved: the `auth_method` of each usage row.
-AuthMethod = Literal["none", "header", "jwt", "api_key", "admin_token"]
+# `session`: the browser's sign-in cookie (the tokens behind it are the provider's JWTs).
+AuthMethod = Literal["none", "header", "jwt", "session", "api_key", "admin_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class Identity:
     cost_center: str | None = None
     # The keyed hash that per-user limits, usage rows and API key ownership use.
     user_hash: str | None = None
+    # The display name (the OIDC `name` claim), for pages; never used to decide anything.
+    name: str | None = None
     # Epoch seconds after which the proof is no longer good (a JWT's exp, a key's expiry).
     expires_at: float | None = None
     # The personal API key that proved it, when one did.

@@ -78,35 +78,44 @@ class HttpKeySource:
 
     async def fetch(self) -> tuple[Mapping[str, Any], float | None]:
         """GET the key set (after discovery when only the issuer is known)."""
-        url = self._jwks_url or await self._discover()
-        body, max_age = await self._get_json(url)
-        return body, max_age
+        if self._jwks_url is None:
+            assert self._issuer is not None
+            document = await discover(self._session, self._issuer, self._timeout)
+            jwks_uri = document.get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
+                raise KeySetUnavailable("the discovery document has no jwks_uri")
+            self._jwks_url = jwks_uri  # stable for an issuer; the keys behind it rotate
+        return await get_json(self._session, self._jwks_url, self._timeout)
 
-    async def _discover(self) -> str:
-        assert self._issuer is not None
-        document, _ = await self._get_json(f"{self._issuer}/.well-known/openid-configuration")
-        # OIDC Discovery 4.3: the document must be the issuer's own.
-        if str(document.get("issuer", "")).rstrip("/") != self._issuer:
-            raise KeySetUnavailable("the discovery document names another issuer")
-        jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
-            raise KeySetUnavailable("the discovery document has no jwks_uri")
-        self._jwks_url = jwks_uri  # stable for an issuer; the keys behind it rotate
-        return jwks_uri
 
-    async def _get_json(self, url: str) -> tuple[dict[str, Any], float | None]:
-        try:
-            async with self._session.get(url, timeout=self._timeout) as response:
-                if response.status != 200:
-                    raise KeySetUnavailable(f"{url} answered {response.status}")
-                body = await response.json(content_type=None)
-                cache_control = response.headers.get("Cache-Control", "")
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise KeySetUnavailable(f"{url}: {type(exc).__name__}") from exc
-        if not isinstance(body, dict):
-            raise KeySetUnavailable(f"{url} did not answer a JSON object")
-        match = _MAX_AGE.search(cache_control)
-        return body, float(match.group(1)) if match else None
+async def discover(
+    session: aiohttp.ClientSession, issuer: str, limit: aiohttp.ClientTimeout
+) -> dict[str, Any]:
+    """The issuer's OIDC discovery document (KeySetUnavailable when it cannot be had)."""
+    issuer = issuer.rstrip("/")
+    document, _ = await get_json(session, f"{issuer}/.well-known/openid-configuration", limit)
+    # OIDC Discovery 4.3: the document must be the issuer's own.
+    if str(document.get("issuer", "")).rstrip("/") != issuer:
+        raise KeySetUnavailable("the discovery document names another issuer")
+    return document
+
+
+async def get_json(
+    session: aiohttp.ClientSession, url: str, limit: aiohttp.ClientTimeout
+) -> tuple[dict[str, Any], float | None]:
+    """GET a JSON object from the IdP, and the max-age its Cache-Control gives."""
+    try:
+        async with session.get(url, timeout=limit) as response:
+            if response.status != 200:
+                raise KeySetUnavailable(f"{url} answered {response.status}")
+            body = await response.json(content_type=None)
+            cache_control = response.headers.get("Cache-Control", "")
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise KeySetUnavailable(f"{url}: {type(exc).__name__}") from exc
+    if not isinstance(body, dict):
+        raise KeySetUnavailable(f"{url} did not answer a JSON object")
+    match = _MAX_AGE.search(cache_control)
+    return body, float(match.group(1)) if match else None
 
 
 def parse_key_set(jwks: Mapping[str, Any]) -> list[SigningKey]:

@@ -31,7 +31,8 @@ def may_use(identity: Identity, thing: Restricted) -> bool:
 
 
 def may_mint_keys(identity: Identity) -> bool:
-    """Only a user proved by a token or a trusted front end may mint API keys: not a key (a
-    leaked one would outlive its own revocation), and not AUTH_MODE=none's believed header
-    (a key minted for anyone's email would still act as them after a switch to jwt)."""
-    return identity.signed_in and identity.method in ("jwt", "header")
+    """Only a user proved by a token, a browser session or a trusted front end may mint API
+    keys: not a key (a leaked one would outlive its own revocation), and not AUTH_MODE=none's
+    believed header (a key minted for anyone's email would still act as them after a switch
+    to jwt)."""
+    return identity.signed_in and identity.method in ("jwt", "session", "header")

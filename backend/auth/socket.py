@@ -39,7 +39,9 @@ def auth_token(payload: str | bytes) -> object | None:
 async def authenticate_socket(websocket: WebSocket, auth: Authenticator) -> Identity | None:
     """The accepted socket's identity (None when the client left first); an AuthError when
     the credentials are missing or bad, which the route sends before closing."""
-    if auth.mode == "jwt" and "authorization" not in websocket.headers:
+    # A signed-in browser's socket carries its session cookie (and an Origin, checked).
+    cookie = auth.sessions is not None and auth.sessions.session_id(websocket) is not None
+    if auth.mode == "jwt" and "authorization" not in websocket.headers and not cookie:
         token = await _first_message_token(websocket)
         if token is None:
             return None

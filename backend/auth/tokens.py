@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 
 from backend.auth.errors import TokenExpired, TokenInvalid
-from backend.auth.identity import Identity, user_hash
+from backend.auth.identity import AuthMethod, Identity, user_hash
 from backend.auth.jwks import JWKSCache, SigningKey
 
 # RFC 9068 access tokens say `at+jwt`; ID tokens and most access tokens say `JWT`.
@@ -46,6 +46,7 @@ class ClaimMap:
     email: str = "email"
     groups: str = "groups"
     cost_center: str | None = None
+    name: str = "name"
 
 
 def claim(claims: Mapping[str, Any], path: str) -> Any:
@@ -69,7 +70,9 @@ def groups_of(value: Any) -> frozenset[str]:
     return frozenset()
 
 
-def identity_from_claims(claims: Mapping[str, Any], names: ClaimMap, secret: bytes) -> Identity:
+def identity_from_claims(
+    claims: Mapping[str, Any], names: ClaimMap, secret: bytes, method: AuthMethod = "jwt"
+) -> Identity:
     """The identity a verified token's claims describe."""
     raw_user = claim(claims, names.user)
     if not isinstance(raw_user, str | int) or not str(raw_user):
@@ -78,8 +81,10 @@ def identity_from_claims(claims: Mapping[str, Any], names: ClaimMap, secret: byt
     email = claim(claims, names.email)
     email = email if isinstance(email, str) and email.strip() else None
     cost = claim(claims, names.cost_center) if names.cost_center else None
+    name = claim(claims, names.name)
     return Identity(
-        method="jwt", user_id=user_id, email=email,
+        method=method, user_id=user_id, email=email,
+        name=name if isinstance(name, str) and name.strip() else None,
         groups=groups_of(claim(claims, names.groups)),
         cost_center=str(cost) if isinstance(cost, str | int) else None,
         user_hash=user_hash(secret, email=email, user_id=user_id),
@@ -131,6 +136,15 @@ class JWTVerifier:
         self._secret = hash_secret
         self.cache = TokenCache()
 
+    def for_audience(self, audience: str) -> JWTVerifier:
+        """This verifier for another audience, sharing its keys: a browser session's ID
+        tokens are for the client id, bearer tokens for the API (JWT_AUDIENCE)."""
+        return JWTVerifier(
+            keys=self.keys, hs256_secret=self._hs256, algorithms=self._algorithms,
+            issuer=self._issuer, audience=audience, leeway=self._leeway, claims=self._claims,
+            hash_secret=self._secret,
+        )
+
     async def verify(self, token: str) -> Identity:
         """The identity a valid token proves; TokenInvalid / TokenExpired / AuthUnavailable."""
         digest = hashlib.sha256(token.encode()).digest()
@@ -144,6 +158,16 @@ class JWTVerifier:
         return identity
 
     async def _verify(self, token: str) -> Identity:
+        claims = await self.verified_claims(token)
+        return identity_from_claims(claims, self._claims, self._secret)
+
+    def identity(self, claims: Mapping[str, Any], method: AuthMethod) -> Identity:
+        """The identity verified claims describe, mapped by the configured claim names."""
+        return identity_from_claims(claims, self._claims, self._secret, method)
+
+    async def verified_claims(self, token: str) -> dict[str, Any]:
+        """A token's claims once its signature, issuer, audience and times check (uncached:
+        for callers that need more than the identity, such as an ID token's nonce)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -162,8 +186,7 @@ class JWTVerifier:
             key, allowed = signing.key, [a for a in self._algorithms if fits(a, signing)]
         if alg not in allowed:
             raise TokenInvalid("the token's algorithm is not allowed for its key")
-        claims = self._decode(token, key, allowed)
-        return identity_from_claims(claims, self._claims, self._secret)
+        return self._decode(token, key, allowed)
 
     def _decode(self, token: str, key: Any, allowed: list[str]) -> dict[str, Any]:
         try:

@@ -11,6 +11,7 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 )
 MIN_HS256_SECRET_BYTES = 32
 MIN_FRONTEND_SECRET_CHARS = 16
+MIN_SESSION_SECRET_CHARS = 32
 
 
 def check_auth_settings(settings: Any) -> None:
@@ -36,6 +37,8 @@ def check_auth_settings(settings: Any) -> None:
         )
     if settings.auth_mode == "jwt":
         _check_jwt(settings)
+    if settings.oidc_client_id is not None:
+        _check_sign_in(settings)
 
 
 def _check_jwt(settings: Any) -> None:
@@ -71,3 +74,29 @@ def _check_jwt(settings: Any) -> None:
     static = settings.jwt_static_jwks
     if static is not None and not isinstance(static.get("keys"), list):
         raise ValueError('JWT_STATIC_JWKS must be a JWK Set: {"keys": [...]}')
+
+
+def _check_sign_in(settings: Any) -> None:
+    if settings.auth_mode != "jwt" or not settings.oidc_issuer:
+        raise ValueError(
+            "OIDC_CLIENT_ID (browser sign-in) needs AUTH_MODE=jwt and OIDC_ISSUER (the "
+            "provider's discovery document names its authorisation and token endpoints)"
+        )
+    url = settings.public_url
+    if url is not None and (not url.startswith(("http://", "https://")) or "?" in url):
+        raise ValueError("PUBLIC_URL must be the portal's base URL, https://host[:port][/path]")
+    secret = settings.session_secret
+    if secret is not None and len(secret.get_secret_value()) < MIN_SESSION_SECRET_CHARS:
+        raise ValueError(f"SESSION_SECRET must be at least {MIN_SESSION_SECRET_CHARS} characters")
+    if settings.environment == "development":
+        return
+    if url is None:
+        raise ValueError(
+            "PUBLIC_URL is required with OIDC_CLIENT_ID outside development (the redirect URI "
+            "and the origin cookie-authenticated requests must come from)"
+        )
+    if secret is None:
+        raise ValueError(
+            f"SESSION_SECRET ({MIN_SESSION_SECRET_CHARS}+ characters) is required with "
+            "OIDC_CLIENT_ID outside development: it encrypts the provider's tokens at rest"
+        )

@@ -261,6 +261,20 @@ class Settings(BaseSettings):
     jwt_cost_center_claim: str | None = None
     # Members of any of these groups are admins (the /usage/* reports, /admin/*).
     admin_groups: list[str] = Field(default_factory=list)
+    # Browser sign-in (docs/auth.md, "Signing in in the browser"): with AUTH_MODE=jwt and
+    # OIDC_ISSUER, the page signs users in through /auth/login (authorisation code + PKCE).
+    oidc_client_id: str | None = None
+    # Set for a confidential client (sent with HTTP Basic); unset: a public client.
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    # The portal's public base URL (https://portal.example.com): the redirect URI is
+    # {PUBLIC_URL}/auth/callback, and cookie-authenticated requests must come from its origin.
+    public_url: str | None = None
+    # Encrypts the provider's tokens in the sessions table (32+ characters); required with
+    # OIDC_CLIENT_ID outside development, where unset means a key derived from the user-hash key.
+    session_secret: SecretStr | None = None
+    # A browser session ends this long after sign-in, however often its tokens were refreshed.
+    session_lifetime_seconds: float = Field(default=8 * 3600.0, gt=0)
 
     # Budgets (docs/budgets.md): spend caps per user, group, cost centre, specialist, portal.
     # memory | redis | off; unset: redis exactly when REDIS_URL is set, else memory.
@@ -287,7 +301,8 @@ class Settings(BaseSettings):
     @field_validator(
         "auth_mode", "oidc_issuer", "jwt_jwks_url", "jwt_issuer", "jwt_audience",
         "jwt_cost_center_claim", "jwt_hs256_secret", "frontend_shared_secret",
-        "jwt_static_jwks", mode="before",
+        "jwt_static_jwks", "oidc_client_id", "oidc_client_secret", "public_url",
+        "session_secret", mode="before",
     )
     @classmethod
     def _blank_auth_is_unset(cls, value: object) -> object:
@@ -366,6 +381,10 @@ class Settings(BaseSettings):
     def effective_auth_mode(self) -> Literal["none", "header", "jwt"]:
         """AUTH_MODE, with unset meaning `none` (only allowed in development)."""
         return self.auth_mode or "none"
+
+    def sign_in_enabled(self) -> bool:
+        """Whether the page signs users in itself (AUTH_MODE=jwt with OIDC_CLIENT_ID)."""
+        return self.effective_auth_mode() == "jwt" and self.oidc_client_id is not None
 
     def hash_secret(self) -> bytes:
         """The HMAC key for user identities (start-up fills it in: `with_hash_key`)."""

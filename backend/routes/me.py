@@ -17,10 +17,11 @@ class Me(BaseModel):
 
     user_id: str | None = Field(description="The user id claim; the owner's hash for an API key")
     email: str | None
+    name: str | None = Field(default=None, description="The display name (OIDC `name` claim)")
     groups: list[str]
     is_admin: bool
     cost_center: str | None
-    auth_method: str = Field(description="none | header | jwt | api_key")
+    auth_method: str = Field(description="none | header | jwt | session | api_key")
     expires_at: float | None = Field(description="When the proof expires (epoch seconds)")
 
 
@@ -30,7 +31,8 @@ class Me(BaseModel):
 async def me(identity: IdentityDep, settings: SettingsDep) -> Me:
     """The caller's user id, email, groups, admin flag and cost centre."""
     return Me(
-        user_id=identity.user_id, email=identity.email, groups=sorted(identity.groups),
+        user_id=identity.user_id, email=identity.email, name=identity.name,
+        groups=sorted(identity.groups),
         is_admin=is_admin(identity, settings.admin_groups) and identity.method != "none",
         cost_center=identity.cost_center, auth_method=identity.method,
         expires_at=identity.expires_at,

@@ -41,13 +41,19 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-@asynccontextmanager
-async def run_app(settings: Settings) -> AsyncIterator[str]:
-    """Serve the real app with uvicorn on a free port; yield its base URL."""
-    app = create_app(settings)
+def bound_socket() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1, for an app that must know its URL first."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def run_app(settings: Settings, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve the real app with uvicorn on a free port (or `sock`'s); yield its base URL."""
+    app = create_app(settings)
+    sock = sock or bound_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)

@@ -110,18 +110,24 @@ def _app(idp: IdP) -> web.Application:
 
 
 @asynccontextmanager
-async def start(*keys: SigningKey) -> AsyncIterator[IdP]:
-    """Serve an IdP with `keys` (one RSA key by default) on a free port of 127.0.0.1."""
-    idp = IdP(keys=list(keys) or [rsa_key()])
-    runner = web.AppRunner(_app(idp))
+async def serve_local(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free port of 127.0.0.1; yield its base URL."""
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
     assert server is not None and server.sockets
-    port = server.sockets[0].getsockname()[1]
-    idp.url = f"http://127.0.0.1:{port}"
     try:
-        yield idp
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def start(*keys: SigningKey) -> AsyncIterator[IdP]:
+    """Serve an IdP with `keys` (one RSA key by default) on a free port of 127.0.0.1."""
+    idp = IdP(keys=list(keys) or [rsa_key()])
+    async with serve_local(_app(idp)) as url:
+        idp.url = url
+        yield idp

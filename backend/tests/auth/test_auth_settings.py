@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from backend.tests.support import make_settings
 
 JWT = {"auth_mode": "jwt", "oidc_issuer": "https://idp.example", "jwt_audience": "portal"}
+SIGN_IN = {**JWT, "oidc_client_id": "web", "public_url": "https://portal.example",
+           "session_secret": "s" * 32}
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,13 @@ JWT = {"auth_mode": "jwt", "oidc_issuer": "https://idp.example", "jwt_audience":
         ({"auth_mode": "header"}, "TRUSTED_FRONTENDS"),
         ({"auth_mode": "header", "trusted_frontends": ["not-a-cidr"]}, "TRUSTED_FRONTENDS"),
         ({"auth_mode": "header", "frontend_shared_secret": "short"}, "FRONTEND_SHARED_SECRET"),
+        # Browser sign-in: only over jwt by discovery; outside development a public URL and
+        # a secret that encrypts the tokens at rest.
+        ({"oidc_client_id": "web"}, "OIDC_CLIENT_ID"),
+        ({**SIGN_IN, "public_url": None}, "PUBLIC_URL"),
+        ({**SIGN_IN, "public_url": "portal.example.com"}, "PUBLIC_URL"),
+        ({**SIGN_IN, "session_secret": None}, "SESSION_SECRET"),
+        ({**SIGN_IN, "session_secret": "too-short"}, "SESSION_SECRET"),
     ],
 )
 def test_an_incomplete_auth_mode_is_refused_by_name(
@@ -42,3 +51,11 @@ def test_development_defaults_to_none_and_complete_modes_load(tmp_path: Path) ->
     assert make_settings(tmp_path, **JWT).effective_auth_mode() == "jwt"
     header = make_settings(tmp_path, auth_mode="header", trusted_frontends=["10.0.0.0/8"])
     assert header.effective_auth_mode() == "header"
+
+
+def test_sign_in_settings_load_and_development_needs_no_secret(tmp_path: Path) -> None:
+    assert make_settings(tmp_path, **SIGN_IN).sign_in_enabled()
+    dev = make_settings(tmp_path, **{**SIGN_IN, "environment": "development",
+                                     "public_url": None, "session_secret": None})
+    assert dev.sign_in_enabled()
+    assert not make_settings(tmp_path, **JWT).sign_in_enabled()

@@ -111,8 +111,9 @@ async def test_an_rs256_token_is_believed_on_send_stream_and_me(
         '"is_final":true', '"is_final": true')
     me = (await jwt_portal.client.get("/me", headers=bearer(token))).json()
     assert me == {
-        "user_id": "user-123", "email": "Alice@Example.com", "groups": ["risk", "staff"],
-        "is_admin": False, "cost_center": "CC-42", "auth_method": "jwt",
+        "user_id": "user-123", "email": "Alice@Example.com", "name": None,
+        "groups": ["risk", "staff"], "is_admin": False, "cost_center": "CC-42",
+        "auth_method": "jwt",
         "expires_at": me["expires_at"],
     }
     rows = await usage_rows(jwt_portal, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def _known(values: dict[str, Any]) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running_portal(
-    tmp_path: Path, database_url: str, **overrides: Any
+    tmp_path: Path, database_url: str, *, sock: socket.socket | None = None, **overrides: Any
 ) -> AsyncIterator[Portal]:
     """Start the fakes and the real app (uvicorn on 127.0.0.1) on `database_url`."""
     async with AsyncExitStack() as stack:
@@ -87,7 +88,7 @@ async def running_portal(
         settings = make_settings(tmp_path, **values)
         engine = make_engine(database_url)
         stack.push_async_callback(engine.dispose)
-        url = await stack.enter_async_context(run_app(settings))
+        url = await stack.enter_async_context(run_app(settings, sock))
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=20))
         fakes = {"openai": openai_state, "anthropic": anthropic_state, "google": google_state}
         yield Portal(url, client, fakes, settings, engine)

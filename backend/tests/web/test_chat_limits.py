@@ -60,7 +60,10 @@ async def test_identity_areas_stay_hidden_until_me_answers(portal: Portal, brows
 
     async def budget(route: Any) -> None:
         await route.fulfill(status=200, content_type="application/json",
-                            body=json.dumps({"limit_usd": 50, "spent_usd": 12.5}))
+                            body=json.dumps({"enabled": True, "period": "2026-12", "budgets": [{
+                                "scope": "user", "name": None, "limit_usd": 50,
+                                "spent_usd": 12.5, "reserved_usd": 0, "remaining_usd": 37.5,
+                                "resets_at": "2027-01-01T00:00:00Z"}]}))
 
     await page.route("**/me", me)
     await page.route("**/me/budget", budget)
@@ -68,4 +71,5 @@ async def test_identity_areas_stay_hidden_until_me_answers(portal: Portal, brows
     await page.wait_for_selector("#my-usage:not([hidden])")
     # Text, never markup: a name is shown as typed.
     assert await page.inner_text("#identity") == "Signed in as Ada <b>Lovelace</b>"
-    assert "spent usd" in await page.inner_text("#my-usage")
+    assert "$12.5 of $50 spent, $37.5 left" in await page.inner_text("#my-usage")
+    assert await page.locator("#sign-in").is_hidden()  # no sign-in under AUTH_MODE=none

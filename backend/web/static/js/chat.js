@@ -2,7 +2,7 @@
 
 import { NETWORK_SENTENCE, explainResponse, streamErrorSentence } from "./errors.js";
 import { count, seconds, usd } from "./format.js";
-import { showIdentity } from "./identity.js";
+import { csrfHeaders, showIdentity } from "./identity.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 import * as store from "./store.js";
@@ -182,7 +182,8 @@ async function send() {
   try {
     const response = await fetch("/chat/stream", {
       method: "POST", body: JSON.stringify(body), signal: controller.signal,
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...csrfHeaders() },
     });
     if (!response.ok) return undo(text, await explainResponse(response));
     await readAnswer(response, text, answer, view);
@@ -332,4 +333,4 @@ els.clear.addEventListener("click", () => {
 els.picker.addEventListener("change", () => selectSpecialist(els.picker.value));
 
 loadSpecialists();
-showIdentity();
+showIdentity(); // fetches the CSRF token long before anyone can have typed a message

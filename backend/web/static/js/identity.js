@@ -1,28 +1,83 @@
-// Who is signed in, and their own usage: shown only where the portal verifies identities.
-// Under AUTH_MODE=none GET /me says `auth_method: "none"` (nobody is signed in: a user
-// header is believed from anyone), and both areas stay hidden.
+// Who is signed in, sign-in and sign-out, and the user's own usage.
+// Shown only where the portal verifies identities: under AUTH_MODE=none GET /me says
+// `auth_method: "none"` (a user header is believed from anyone) and nothing here shows.
+// With browser sign-in (AUTH_MODE=jwt and OIDC_CLIENT_ID) the session lives in an HttpOnly
+// cookie this script never sees; GET /auth/session gives only the CSRF token that every
+// unsafe request the cookie authenticates must carry.
+
+import { usd } from "./format.js";
+
+let csrfToken = null;
+
+// Headers for a POST from this page: the session's CSRF token, when signed in by cookie.
+export function csrfHeaders() {
+  return csrfToken ? { "X-CSRF-Token": csrfToken } : {};
+}
 
 export async function showIdentity(doc = document) {
+  const session = await optionalJson("/auth/session");
+  if (session && session.signed_in) csrfToken = session.csrf_token;
   const me = await optionalJson("/me");
-  if (!me || me.auth_method === "none") return;
-  const who = me.name || me.display_name || me.email || me.user_id || "you";
+  if (!me || me.auth_method === "none") {
+    if (session && session.sign_in_available) offerSignIn(doc, session.login_url);
+    return;
+  }
+  const who = me.name || me.email || me.user_id || "you";
   const identity = doc.getElementById("identity");
   identity.textContent = `Signed in as ${who}`;
   identity.hidden = false;
+  if (me.auth_method === "session") offerSignOut(doc, session.logout_url);
   const budget = await optionalJson("/me/budget");
   if (budget) showBudget(doc, budget);
 }
 
+function offerSignIn(doc, loginUrl) {
+  const link = doc.getElementById("sign-in");
+  const back = window.location.pathname + window.location.search;
+  link.href = `${loginUrl}?next=${encodeURIComponent(back)}`;
+  link.hidden = false;
+}
+
+function offerSignOut(doc, logoutUrl) {
+  const button = doc.getElementById("sign-out");
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    let next = "/";
+    try {
+      const response = await fetch(logoutUrl, {
+        method: "POST", credentials: "same-origin",
+        headers: { Accept: "application/json", ...csrfHeaders() },
+      });
+      const body = response.ok ? await response.json() : {};
+      // Signed out here; the provider's own sign-out page ends its session too.
+      next = body.end_session_url || "/";
+    } finally {
+      window.location.assign(next);
+    }
+  });
+}
+
+const SCOPE_NAMES = {
+  user: "Your spend", group: "Group", cost_center: "Cost centre", portal: "Whole portal",
+};
+
 function showBudget(doc, budget) {
   const figures = doc.getElementById("my-usage-figures");
   figures.replaceChildren();
-  for (const [name, value] of Object.entries(budget)) {
-    if (value === null || typeof value === "object") continue;
+  const rows = (budget.budgets || []).map((b) => [
+    b.name ? `${SCOPE_NAMES[b.scope] || b.scope} ${b.name}` : SCOPE_NAMES[b.scope] || b.scope,
+    `${usd(b.spent_usd)} of ${usd(b.limit_usd)} spent, ${usd(b.remaining_usd)} left` +
+      (b.resets_at ? ` (resets ${new Date(b.resets_at).toLocaleDateString()})` : ""),
+  ]);
+  if (!budget.enabled) rows.push(["Budgets", "Not counted on this portal."]);
+  else if (!rows.length) rows.push(["Budget", "No spending limit applies to you."]);
+  for (const [name, value] of rows) {
     const row = doc.createElement("div");
     const term = doc.createElement("dt");
-    term.textContent = name.replaceAll("_", " ");
+    term.textContent = name;
     const detail = doc.createElement("dd");
-    detail.textContent = String(value);
+    detail.textContent = value;
     row.append(term, detail);
     figures.append(row);
   }
@@ -31,7 +86,9 @@ function showBudget(doc, budget) {
 
 async function optionalJson(path) {
   try {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+    const response = await fetch(path, {
+      headers: { Accept: "application/json" }, credentials: "same-origin",
+    });
     return response.status === 200 ? await response.json() : null;
   } catch {
     return null;
