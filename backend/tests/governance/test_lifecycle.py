@@ -226,3 +226,36 @@ async def test_racing_approvals_leave_exactly_one_live_version(
     duplicate = await client.post("/admin/specialists", headers=ALICE,
                                   json={**NEW, "id": sid, "reason": "again"})
     assert duplicate.status_code == 409
+
+
+async def test_a_pii_policy_is_part_of_a_version_and_governs_once_live(
+    portal_factory: Any, tmp_path: Any
+) -> None:
+    portal = await governed_portal(portal_factory, f"sqlite:///{tmp_path / 'pii.db'}")
+    client = portal.client
+    iban = "Please pay DE89 3704 0044 0532 0130 00 today"
+    created = await client.post("/admin/specialists", json={**NEW, "reason": "r"},
+                                headers=ALICE)
+    sid = created.json()["id"]
+    assert (await client.post(f"/admin/specialists/{sid}/versions/1/approve",
+                              headers=BOB)).status_code == 200
+    proposed = await client.post(f"/admin/specialists/{sid}/versions", headers=ALICE, json={
+        "pii": {"mode": "block", "types": ["iban"]}, "reason": "no account numbers here"})
+    assert proposed.status_code in (200, 201), proposed.text
+    # Proposed, not live: the old policy (the default, mask) still answers.
+    masked = await client.post("/chat/send", json={"specialist_id": sid, "message": iban},
+                               headers=CAROL)
+    assert masked.status_code == 200
+    assert "DE89" not in str(portal.fakes["openai"].requests[-1].json)
+    assert (await client.post(f"/admin/specialists/{sid}/versions/2/approve",
+                              headers=BOB)).status_code == 200
+    blocked = await client.post("/chat/send", json={"specialist_id": sid, "message": iban},
+                                headers=CAROL)
+    assert blocked.status_code == 422 and blocked.json()["error"] == "pii_detected"
+    assert blocked.json()["types"] == ["iban"]
+    assert len(portal.fakes["openai"].requests) == 1  # the blocked one went nowhere
+    history = (await client.get(f"/admin/specialists/{sid}/versions", headers=BOB)).json()
+    assert history[1]["diff"]["pii"]["to"]["mode"] == "block"
+    bad = await client.post(f"/admin/specialists/{sid}/versions", headers=ALICE,
+                            json={"pii": {"mode": "sometimes"}, "reason": "r"})
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_specialist"

@@ -208,9 +208,19 @@ async def test_a_failing_guard_refuses_the_request_and_sends_nothing(
         async with connect(ws_url(guarded)) as ws:
             await ws.send(orjson.dumps(_body("mask")).decode())
             _, error = await answer(ws)
+        v1 = [
+            await guarded.client.post("/v1/chat/completions", json={
+                "model": IDS["mask"], "stream": streamed,
+                "messages": [{"role": "user", "content": MESSAGE}],
+            })
+            for streamed in (False, True)
+        ]
     for response in (send, stream):
         assert response.status_code == 503 and response.json()["error"] == "pii_guard_failed"
     assert error["error"] == "pii_guard_failed" and error["status"] == 503
+    for response in v1:  # OpenAI's error shape, the same refusal
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "pii_guard_failed"
     assert guarded.fakes["openai"].requests == []
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "PII guard failed (RuntimeError)" in logged
