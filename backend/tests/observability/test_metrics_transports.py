@@ -305,3 +305,44 @@ async def test_a_specialist_created_at_runtime_is_counted_under_its_own_id(
     assert m.value("portal_requests_total", specialist=new_id, model="demo-echo",
                    outcome="ok") == 1
     assert m.value("portal_requests_total", specialist="other") == 0
+
+
+async def test_user_and_specialist_limits_count_under_their_own_scope(
+    portal_factory: Any,
+) -> None:
+    portal: Portal = await portal_factory(
+        rate_limit_user_requests=1,
+        rate_limit_specialists={SPECIALISTS["anthropic"]: {"requests": 1}},
+    )
+    ann = {"X-User-Email": "ann@example.com"}
+    assert (await portal.client.post("/chat/send", json=ask(), headers=ann)).status_code == 200
+    assert (await portal.client.post("/chat/send", json=ask(), headers=ann)).status_code == 429
+    anthropic = ask(SPECIALISTS["anthropic"])
+    assert (await portal.client.post("/chat/send", json=anthropic)).status_code == 200
+    assert (await portal.client.post("/chat/send", json=anthropic)).status_code == 429
+    m = await scrape(portal.client)
+    assert m.value("portal_rate_limited_total", scope="user") == 1
+    assert m.value("portal_rate_limited_total", scope="specialist") == 1
+    assert m.value("portal_rate_limited_total", scope="ip") == 0
+    assert m.value("portal_requests_total", outcome="rate_limited") == 2
+
+
+async def test_records_spooled_while_the_database_is_away_are_counted(
+    portal_factory: Any,
+) -> None:
+    portal: Portal = await portal_factory(
+        database_url="postgresql://127.0.0.1:9/nowhere", auto_migrate=None,
+        database_connect_timeout_seconds=0.3,
+    )
+    for _ in range(2):
+        assert (await portal.client.post("/chat/send", json=ask())).status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        m = await scrape(portal.client)
+        if m.value("portal_usage_records_total", result="spooled") >= 2:
+            break
+        assert time.monotonic() < deadline, "the writer did not report the spool"
+        await asyncio.sleep(0.1)
+    assert m.value("portal_usage_records_total", result="spooled") == 2
+    assert m.value("portal_usage_records_total", result="written") == 0
+    assert m.value("portal_usage_spool_records") == 2

@@ -18,11 +18,17 @@ from backend.auth.errors import (
 )
 from backend.budgets.base import Charge, ScopeState
 from backend.budgets.errors import BudgetExceeded, BudgetUnavailable, BudgetUnpriced
+from backend.config.settings import Settings
 from backend.errors import RequestTooLarge
 from backend.governance.errors import GovernanceUnavailable
 from backend.guard.errors import GuardFailed, PiiDetected
 from backend.observability.labels import OTHER, LabelSets, attempt_result
-from backend.observability.metrics import MetricsSetupError, build_metrics
+from backend.observability.metrics import (
+    DURATION_BUCKETS,
+    TTFT_BUCKETS,
+    MetricsSetupError,
+    build_metrics,
+)
 from backend.observability.multiprocess import prepare_directory, server_identity
 from backend.observability.outcomes import OUTCOMES, outcome_of
 from backend.providers.errors import (
@@ -134,3 +140,14 @@ def test_a_multiprocess_directory_the_library_cannot_see_stops_start_up(tmp_path
         providers=["openai"],
     )
     assert not off.enabled and off.render()[0] == b""
+
+
+def test_the_buckets_span_what_a_request_can_take() -> None:
+    # The GenAI advice starts at 10 ms; the last finite bucket must reach the bounds the
+    # portal itself enforces by default, or the slow tail all lands in +Inf.
+    defaults = Settings.model_construct()
+    assert DURATION_BUCKETS[0] == TTFT_BUCKETS[0] == 0.01
+    assert DURATION_BUCKETS[-1] >= 3 * defaults.retry_budget_seconds
+    assert TTFT_BUCKETS[-1] >= defaults.first_token_timeout_seconds
+    for buckets in (DURATION_BUCKETS, TTFT_BUCKETS):
+        assert list(buckets) == sorted(set(buckets))
