@@ -80,10 +80,12 @@ def find_cards(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[S
             yield match.start(), match.end(), digits
 
 
-# Two letters, two check digits, then groups of letters and digits (at most one space or
-# dash between characters). Cut to the country's length afterwards.
-# (Spelled out rather than [A-Z]{2}: sre scans the text twice as fast.)
-_IBAN = re.compile(r"[A-Z][A-Z][0-9][0-9](?:[ \-\u00a0]?[A-Za-z0-9]){10,32}")
+# The check digits and the rest: groups of letters and digits (at most one space or dash
+# between characters), cut to the country's length afterwards; the two letters of the
+# country code, in either case (an IBAN typed as "de89 3704 ..." is the same account), are
+# a lookbehind from the first digit. Starting the pattern with a digit keeps prose cheap:
+# one that starts with [A-Za-z] is tried at nearly every character (12x slower, measured).
+_IBAN_DIGITS = re.compile(r"[0-9](?<=[A-Za-z][A-Za-z][0-9])[0-9](?:[ \-\u00a0]?[A-Za-z0-9]){10,32}")
 _BBAN_PART = re.compile(r"(\d+)!?[nac]")
 _IBAN_DB = numdb.get("iban")
 
@@ -101,17 +103,18 @@ def iban_length(country: str) -> int | None:
 def find_ibans(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
     """IBANs of a known country, of its length, with a valid mod-97 check."""
     endpos = len(text) if endpos is None else endpos
-    while (match := _IBAN.search(text, pos, endpos)) is not None:
-        start, candidate = match.start(), match.group()
+    search = pos + 2  # the check digits follow the two letters of the country code
+    while (match := _IBAN_DIGITS.search(text, search, endpos)) is not None:
+        start = match.start() - 2
         # A candidate may run on into the next words; the next search starts after the
         # IBAN it held, or just after a candidate that held none (an IBAN may follow it).
-        pos = start + 1
+        search = match.start() + 1
         if start and text[start - 1].isalnum():
             continue  # inside a longer word
-        value, length = _cut(candidate, iban_length(candidate[:2]))
+        value, length = _cut(text[start:match.end()], iban_length(text[start:start + 2].upper()))
         if value and stdnum_iban.is_valid(value, check_country=False):
-            pos = start + length
-            yield start, pos, value
+            search = start + length + 2
+            yield start, start + length, value
 
 
 def _cut(candidate: str, length: int | None) -> tuple[str, int]:

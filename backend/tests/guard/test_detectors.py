@@ -44,7 +44,9 @@ def test_nothing_but_the_expected_values_is_found_in_valid_samples() -> None:
         ("card 4111 1111 1111 1111 ok", "card"),
         ("card 4111-1111-1111-1111 ok", "card"),
         ("amex 3782 822463 10005 ok", "card"),
-        ("IBAN de89 3704 0044 0532 0130 00", None),  # lower-case country: not an IBAN start
+        ("IBAN de89 3704 0044 0532 0130 00", "iban"),  # typed in lower case: still one
+        ("IBAN de89 3704 0044 0532 0130 01", None),  # ... but the checksum still decides
+        ("ref ab12 3456 7890 1234 5678 90", None),  # no such country
         ("IBAN DE89-3704-0044-0532-0130-00.", "iban"),
         ("call +44 20 7946 0958.", "phone"),
         ("call 0044 20 7946 0958.", "phone"),
