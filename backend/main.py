@@ -42,12 +42,13 @@ from backend.guard.detect import Detector
 from backend.guard.policy import Guard, PiiPolicy
 from backend.observability.labels import label_sets
 from backend.observability.logs import configure_logging
-from backend.observability.metrics import build_metrics
+from backend.observability.metrics import PortalMetrics, build_metrics
 from backend.observability.multiprocess import worker_exiting
 from backend.observability.tracing import TraceContextMiddleware, Tracing
 from backend.openai_api.models import check_aliases
 from backend.providers.factory import PROVIDER_NAMES, ProviderFactory
-from backend.ratelimit.factory import build_rate_limits
+from backend.ratelimit.factory import build_rate_limits, policy_from_settings
+from backend.ratelimit.gate import RateLimits
 from backend.resilience.runner import Resilience
 from backend.routes import (
     admin_specialists,
@@ -121,11 +122,6 @@ async def build_services(settings: Settings) -> Services:
         specialists=specialists.enabled(), fallbacks=specialists.fallbacks,
         providers=PROVIDER_NAMES,
     )
-    # ...and from those serving later: a specialist created or changed at runtime is
-    # counted under its own id, not as `other`, once its version goes live.
-    specialists.on_replace(lambda: metrics.relabel(
-        label_sets(specialists.enabled(), specialists.fallbacks, PROVIDER_NAMES)
-    ))
     tracing = Tracing.from_endpoint(
         settings.otel_exporter_otlp_endpoint, service_name=settings.otel_service_name,
         capture_content=settings.otel_instrumentation_genai_capture_message_content,
@@ -133,6 +129,7 @@ async def build_services(settings: Settings) -> Services:
     resilience = Resilience.from_settings(settings, metrics=metrics, tracing=tracing)
     rate_limits = await build_rate_limits(settings, specialists)
     rate_limits.metrics = metrics
+    follow_specialists(specialists, settings, metrics, rate_limits)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
     )
@@ -187,6 +184,21 @@ def build_guard(settings: Settings) -> Guard:
     )
     default = PiiPolicy(mode=settings.pii_default_mode, types=tuple(settings.pii_default_types))
     return Guard(detector, default)
+
+
+def follow_specialists(
+    specialists: SpecialistManager, settings: Settings, metrics: PortalMetrics,
+    rate_limits: RateLimits,
+) -> None:
+    """What derives from the serving set follows each swap, as the request path does:
+    metric labels (a specialist created at runtime is counted under its id, not `other`)
+    and per-specialist rate limits (a version's `rate_limit` is live with the version)."""
+
+    def swapped() -> None:
+        metrics.relabel(label_sets(specialists.enabled(), specialists.fallbacks, PROVIDER_NAMES))
+        rate_limits.policy = policy_from_settings(settings, specialists)
+
+    specialists.on_replace(swapped)
 
 
 async def close_services(services: Services) -> None:

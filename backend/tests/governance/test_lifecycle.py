@@ -259,3 +259,25 @@ async def test_a_pii_policy_is_part_of_a_version_and_governs_once_live(
     bad = await client.post(f"/admin/specialists/{sid}/versions", headers=ALICE,
                             json={"pii": {"mode": "sometimes"}, "reason": "r"})
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_specialist"
+
+
+async def test_a_versions_rate_limit_is_live_with_the_version(
+    portal_factory: Any, tmp_path: Any
+) -> None:
+    portal = await governed_portal(
+        portal_factory, f"sqlite:///{tmp_path / 'limits.db'}", specialist_approval="none")
+    client = portal.client
+    created = await client.post("/admin/specialists", headers=ALICE, json={
+        **NEW, "rate_limit": {"requests": 50, "window_seconds": 3600}, "reason": "new desk"})
+    sid = created.json()["id"]
+    answered = await chat(client, sid, CAROL)  # the new specialist's own limit, at once
+    assert answered.status_code == 200 and answered.headers["x-ratelimit-limit"] == "50"
+    lowered = await client.post(f"/admin/specialists/{sid}/versions", headers=ALICE, json={
+        "rate_limit": {"requests": 1, "window_seconds": 3600}, "reason": "scarce model"})
+    assert lowered.json()["state"] == "live"
+    statuses = []
+    for _ in range(3):
+        response = await chat(client, sid, CAROL)
+        statuses.append((response.status_code, response.headers["x-ratelimit-limit"]))
+    # The live version's limit applies on the next request, no restart: one more fits.
+    assert statuses == [(200, "1"), (429, "1"), (429, "1")]
