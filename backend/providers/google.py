@@ -308,6 +308,10 @@ def _api_error(
         return ProviderAuthError(
             f"{provider} rejected the API key (HTTP {status})", provider=provider, status=status
         )
+    if status in (401, 403):
+        # The HTTP status says a key or permission was refused whatever the body's status
+        # word: a proxy's 401 saying DEADLINE_EXCEEDED is still not worth a fallback's time.
+        return status_error(provider, status, message, headers)
     if status == 429:
         retry = parse_retry_after(headers)
         return ProviderRateLimited(

@@ -17,7 +17,9 @@ import pytest
 from openai import AsyncOpenAI
 from websockets.asyncio.client import connect
 
-from backend.tests.chat.conftest import SPECIALISTS, Portal
+from backend.config.pricing import PriceBook
+from backend.providers.base import Usage
+from backend.tests.chat.conftest import MODELS, SPECIALISTS, Portal
 from backend.tests.fakes.google_fake import GoogleScript
 from backend.tests.fakes.script import Script
 from backend.tests.transports.conftest import answer, usage_rows, ws_url
@@ -39,10 +41,20 @@ class Seen:
 
 @pytest.fixture
 async def sdk(portal: Portal) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(
-        base_url=portal.url + "/v1", api_key="anything", max_retries=0, timeout=10
-    ) as client:
+    async with _sdk(portal) as client:
         yield client
+
+
+def _sdk(portal: Portal) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=portal.url + "/v1", api_key="anything", max_retries=0, timeout=10)
+
+
+@pytest.fixture
+async def unbroken(portal_factory: Any) -> Portal:
+    """A portal whose breakers stay closed: a case failing five ways in a row stays itself
+    (the fifth is not turned into `upstream_circuit_open`)."""
+    result: Portal = await portal_factory(breaker_failure_threshold=0)
+    return result
 
 
 async def _sse(portal: Portal, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -134,6 +146,9 @@ CASES = [
     pytest.param("google", GoogleScript(chunks=[], finish_reason="MAX_TOKENS",
                                         thoughts_tokens=256, output_tokens=0),
                  "output_budget_exhausted", 502, "length", "MAX_TOKENS", id="gemini-all-thinking"),
+    # A finish reason we call `error` with no text: chat/errors.py's AnswerError itself.
+    pytest.param("google", GoogleScript(chunks=[], finish_reason="OTHER"), "empty_answer", 502,
+                 "error", "OTHER", id="gemini-other"),
 ]
 
 
@@ -211,3 +226,140 @@ async def test_an_empty_answer_after_the_stream_started_ends_with_an_error_event
     (row,) = await usage_rows(portal, 1)
     assert (row["error_kind"], row["finish_reason"]) == ("output_budget_exhausted", "length")
     assert row["output_tokens"] == 256  # the thinking it was billed for
+
+
+async def test_an_anthropic_refusal_after_some_text_keeps_the_text_marked_as_refusal(
+    portal: Portal, sdk: AsyncOpenAI
+) -> None:
+    portal.fakes["anthropic"].script = Script(chunks=["Here is", " how"], stop_reason="refusal")
+    seen = await ask_every_way(portal, sdk, "anthropic")
+    assert seen.send[0] == 200
+    assert (seen.send[1]["content"], seen.send[1]["finish_reason"]) == ("Here is how", "refusal")
+    events = seen.sse[1]
+    assert isinstance(events, list) and events[-1][1]["finish_reason"] == "refusal"
+    assert "".join(e[1]["content"] for e in events[:-1]) == "Here is how"
+    assert "".join(c["content"] for c in seen.ws[0]) == "Here is how"
+    assert seen.ws[1]["finish_reason"] == "refusal"
+    # /v1 whole: the turn is marked as OpenAI marks a refusal (content null, text in refusal).
+    message = seen.v1.choices[0].message
+    assert (message.content, message.refusal) == (None, "Here is how")
+    # /v1 streamed: the text went out as content before the refusal arrived; the finish
+    # chunk's portal facts are where a streaming client learns how the turn ended.
+    chunks = seen.v1_stream[0]
+    assert _v1_stream_text(chunks) == ("Here is how", "", "stop")
+    facts = [c.portal for c in chunks if getattr(c, "portal", None)]
+    assert facts and facts[-1]["finish_reason"] == "refusal"
+    assert all(r["success"] and r["finish_reason"] == "refusal" and r["billed"]
+               for r in seen.rows)
+
+
+async def test_anthropic_text_in_content_block_start_is_not_lost(
+    portal: Portal, sdk: AsyncOpenAI
+) -> None:
+    # A proxy's habit: the first text inside content_block_start instead of an empty block.
+    portal.fakes["anthropic"].script = Script(text_in_block_start=True)
+    seen = await ask_every_way(portal, sdk, "anthropic")
+    whole = "Hello from the fake"
+    assert seen.send[0] == 200 and seen.send[1]["content"] == whole
+    events = seen.sse[1]
+    assert isinstance(events, list)
+    assert "".join(e[1]["content"] for e in events[:-1]) == whole
+    assert "".join(c["content"] for c in seen.ws[0]) == whole
+    assert seen.v1.choices[0].message.content == whole
+    assert _v1_stream_text(seen.v1_stream[0]) == (whole, "", "stop")
+    assert all(r["success"] and r["finish_reason"] == "stop" for r in seen.rows)
+
+
+async def test_anthropic_cache_writes_are_priced_as_the_price_book_prices_them(
+    portal: Portal, sdk: AsyncOpenAI
+) -> None:
+    # 2,000 input tokens of which 600 written to the 5-minute cache and 400 to the 1-hour one.
+    portal.fakes["anthropic"].script = Script(
+        input_tokens=2000, cache_write_5m=600, cache_write_1h=400
+    )
+    seen = await ask_every_way(portal, sdk, "anthropic")
+    usage = Usage(input_tokens=2000, output_tokens=7, cached_input_tokens=0,
+                  cache_write_tokens=1000, cache_write_1h_tokens=400)
+    expected = PriceBook({}).estimate("anthropic", MODELS["anthropic"], usage)
+    as_plain_input = PriceBook({}).estimate("anthropic", MODELS["anthropic"], Usage(2000, 7))
+    assert expected is not None and as_plain_input is not None
+    assert expected > as_plain_input  # writes cost more than input: the test can tell
+    assert seen.send[1]["estimated_cost_usd"] == pytest.approx(expected)
+    assert seen.send[1]["input_tokens"] == 2000
+    assert len(seen.rows) == 5
+    for row in seen.rows:
+        assert (row["input_tokens"], row["output_tokens"]) == (2000, 7)
+        assert row["estimated_cost_usd"] == pytest.approx(expected)
+
+
+OPENAI_FRAME_ERRORS = [
+    # (error type, code, portal code, status): OpenAI's own words for each failure.
+    pytest.param("requests", "rate_limit_exceeded", "upstream_rate_limited", 503,
+                 id="rate-limit"),
+    pytest.param("invalid_request_error", "invalid_api_key", "upstream_auth", 502,
+                 id="invalid-key"),
+]
+
+
+@pytest.mark.parametrize(("kind", "code", "error", "status"), OPENAI_FRAME_ERRORS)
+async def test_an_openai_error_in_place_of_the_answer_keeps_its_kind_everywhere(
+    unbroken: Portal, kind: str, code: str, error: str, status: int
+) -> None:
+    # Streamed: the error frame right after the role chunk; whole: a 200 whose body is it.
+    unbroken.fakes["openai"].script = Script(
+        stream_error_after=0, error_with_200=True, stream_error_kind=kind,
+        stream_error_code=code, error_message="upstream said no",
+    )
+    async with _sdk(unbroken) as sdk:
+        seen = await ask_every_way(unbroken, sdk, "openai")
+    assert seen.send[0] == status and seen.send[1]["error"] == error
+    assert seen.sse[0] == status and isinstance(seen.sse[1], dict)
+    assert seen.sse[1]["error"] == error
+    assert (seen.ws[1]["type"], seen.ws[1]["error"], seen.ws[1]["status"]) == (
+        "error", error, status
+    )
+    assert isinstance(seen.v1, openai.InternalServerError) and seen.v1.code == error
+    assert isinstance(seen.v1_stream[1], openai.InternalServerError)
+    assert seen.v1_stream[1].code == error
+    # The frame gave no retry hint, so none is made up.
+    assert "retry-after" not in seen.v1.response.headers
+    retries = 3 if error == "upstream_rate_limited" else 1  # a rate limit is retried
+    assert len(unbroken.fakes["openai"].requests) == 5 * retries
+    for row in seen.rows:  # refused before generating: nothing billed, nothing estimated
+        assert (row["success"], row["error_kind"], row["finish_reason"]) == (False, error, None)
+        assert (row["input_tokens"], row["output_tokens"], row["estimated_cost_usd"]) == (
+            0, 0, 0.0
+        )
+        assert row["billed"] is False and row["tokens_estimated"] is False
+
+
+async def test_an_anthropic_200_with_an_error_body_is_an_unbilled_failure(
+    unbroken: Portal,
+) -> None:
+    # Whole: a proxy's 200 whose body is the API's error object. Streamed, the same failure
+    # is the `error` event after message_start, whose input count the provider did report.
+    unbroken.fakes["anthropic"].script = Script(
+        error_with_200=True, stream_error_after=0, stream_error_kind="api_error",
+        error_message="the upstream went away",
+    )
+    async with _sdk(unbroken) as sdk:
+        seen = await ask_every_way(unbroken, sdk, "anthropic")
+    assert seen.send[0] == 503 and seen.send[1]["error"] == "upstream_unavailable"
+    assert seen.sse[0] == 503 and isinstance(seen.sse[1], dict)
+    assert seen.ws[1]["error"] == "upstream_unavailable" and seen.ws[1]["status"] == 503
+    assert isinstance(seen.v1, openai.InternalServerError)
+    assert seen.v1.code == "upstream_unavailable"
+    assert isinstance(seen.v1_stream[1], openai.InternalServerError)
+    assert len(unbroken.fakes["anthropic"].requests) == 5 * 3  # retried like any 5xx
+    whole = [r for r in seen.rows if not r["streamed"]]
+    streamed = [r for r in seen.rows if r["streamed"]]
+    assert len(whole) == 2 and len(streamed) == 3
+    for row in whole:
+        assert (row["success"], row["error_kind"]) == (False, "upstream_unavailable")
+        assert (row["input_tokens"], row["output_tokens"], row["estimated_cost_usd"]) == (
+            0, 0, 0.0
+        )
+        assert row["billed"] is False and row["tokens_estimated"] is False
+    for row in streamed:  # message_start's counts are the provider's own: kept
+        assert (row["success"], row["error_kind"]) == (False, "upstream_unavailable")
+        assert row["input_tokens"] == 11 and row["billed"] and not row["tokens_estimated"]

@@ -7,11 +7,12 @@ request, reads the (fuzzed) body through the real SSE reader and maps it, as in 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
 JSON_SCALARS = (
     st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
@@ -26,17 +27,35 @@ JSON = st.recursive(
 )
 
 
-def shaped(tree: dict[str, Any]) -> st.SearchStrategy[Any]:
+def shaped(
+    tree: dict[str, Any], required: dict[str, st.SearchStrategy[Any]] | None = None
+) -> st.SearchStrategy[Any]:
     """Objects with the API's own keys (each optional), whose values are arbitrary JSON or
-    the next level of the shape: so the fuzzer reaches deep paths, with wrong types too."""
+    the next level of the shape: so the fuzzer reaches deep paths, with wrong types too.
+
+    `required` keys are always there, with exactly their strategy's values (an event's
+    `type`, so each kind of event gets its own shape).
+    """
     def node(value: Any) -> st.SearchStrategy[Any]:
         if isinstance(value, dict):
             return shaped(value)
         if isinstance(value, list):  # a list of the inner shape
-            return st.lists(node(value[0]), max_size=3) | JSON
-        return value if isinstance(value, st.SearchStrategy) else JSON
+            return mostly(st.lists(node(value[0]), max_size=3), JSON)
+        return (value if isinstance(value, st.SearchStrategy) else JSON) | JSON
 
-    return st.fixed_dictionaries({}, optional={k: node(v) | JSON for k, v in tree.items()}) | JSON
+    optional = {k: node(v) for k, v in tree.items()}
+    return mostly(st.fixed_dictionaries(required or {}, optional=optional), JSON)
+
+
+def mostly(
+    common: st.SearchStrategy[Any], *rare: st.SearchStrategy[Any], times: int = 3
+) -> st.SearchStrategy[Any]:
+    """`common`, `times` times as often as each of `rare`.
+
+    An even split at every level made a key four levels down (`choices[0].delta.refusal`),
+    or an event after a few others that may end the stream, too rare to be reached at all.
+    """
+    return st.one_of(*[common] * times, *rare)
 
 
 def chunked(data: bytes, cuts: Sequence[int]) -> list[bytes]:
@@ -45,10 +64,24 @@ def chunked(data: bytes, cuts: Sequence[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
+# The "event name" that makes `frames` write its data bare, outside the SSE framing, as
+# Gemini writes a failing stream's google.rpc.Status (pretty-printed JSON lines).
+BARE = "<bare>"
+
+
 def frames(events: Sequence[tuple[str | None, Any]]) -> bytes:
-    """SSE frames: an optional `event:` name and one `data:` line each; str data as is."""
+    """SSE frames: an optional `event:` name and one `data:` line each; str data as is.
+
+    An event named `BARE` is written as its (pretty-printed) JSON lines, with no field name.
+    """
     out = bytearray()
     for name, data in events:
+        if name == BARE:
+            text = data if isinstance(data, str) else orjson.dumps(
+                data, option=orjson.OPT_INDENT_2
+            ).decode()
+            out += text.encode("utf-8", "surrogatepass") + b"\n"
+            continue
         if name:
             out += b"event: " + name.encode() + b"\n"
         text = data if isinstance(data, str) else orjson.dumps(data).decode()
@@ -68,10 +101,9 @@ class _Content:
 
 
 class _Response:
-    status = 200
-    headers: dict[str, str] = {}  # noqa: RUF012 - read only
-
-    def __init__(self, reads: list[bytes]) -> None:
+    def __init__(self, reads: list[bytes], status: int, headers: CIMultiDictProxy[str]) -> None:
+        self.status = status
+        self.headers = headers
         self.content = _Content(reads)
         self._body = b"".join(reads)
 
@@ -86,11 +118,16 @@ class _Response:
 
 
 class FakeSession:
-    """Answers every POST with status 200 and the given reads, like a misbehaving upstream."""
+    """Answers every POST with the given reads, like a misbehaving upstream: status 200 unless
+    told otherwise, and headers as aiohttp gives them (case-insensitive)."""
 
-    def __init__(self, reads: list[bytes]) -> None:
+    def __init__(
+        self, reads: list[bytes], *, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
         self._reads = reads
+        self._status = status
+        self._headers = CIMultiDictProxy(CIMultiDict(headers or {}))
 
     def post(self, url: str, **kwargs: Any) -> _Response:
-        """The 200 response (aiohttp's `session.post` is used as an async context manager)."""
-        return _Response(self._reads)
+        """The response (aiohttp's `session.post` is used as an async context manager)."""
+        return _Response(self._reads, self._status, self._headers)

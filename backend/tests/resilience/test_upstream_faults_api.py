@@ -66,6 +66,26 @@ async def test_a_gemini_429_outside_the_sse_framing_is_a_rate_limit(portal: Port
     assert row["billed"] is False and row["input_tokens"] == 0
 
 
+async def test_a_gemini_429_outside_the_sse_framing_within_the_cap_is_waited_for(
+    portal_factory: Any,
+) -> None:
+    portal: Portal = await portal_factory(retry_after_cap_seconds=5.0, retry_max_attempts=2)
+    fake = portal.fakes["google"]
+    # The hint travels only in the Status's RetryInfo detail ("1s"): no header on a 200.
+    fake.script = GoogleScript(
+        stream_error_after=0, status_outside_sse=True, stream_error_code=429, retry_after="1",
+        error_message="Resource has been exhausted (e.g. check quota).",
+    )
+    started = time.monotonic()
+    response = await portal.client.post("/chat/stream", json=body("google"))
+    elapsed = time.monotonic() - started
+    assert len(fake.requests) == 2 and 1.0 <= elapsed < 1.0 + SLACK  # not the 0.01 s backoff
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json()["error"] == "upstream_rate_limited"
+    (row,) = await portal.usage_rows("google")
+    assert (row["billed"], row["input_tokens"], row["estimated_cost_usd"]) == (False, 0, 0.0)
+
+
 async def test_a_gemini_status_mid_stream_ends_with_its_error_event(portal: Portal) -> None:
     portal.fakes["google"].script = GoogleScript(
         stream_error_after=1, status_outside_sse=True, stream_error_code=503,

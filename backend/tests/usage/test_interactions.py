@@ -154,6 +154,27 @@ async def test_every_interaction_is_exactly_one_row(
         assert len(set(ids)) == 5 and await count_rows(portal.engine) == 5
 
 
+async def test_a_key_the_provider_refuses_is_an_unbilled_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Each fake answers a wrong key as its API does: OpenAI and Anthropic with 401, Google
+    # with 400 INVALID_ARGUMENT naming API_KEY_INVALID. Nothing was generated, so nothing
+    # was billed: the row says 0 and `billed=false`, not an estimate of the prompt.
+    wrong = {f"{name}_api_key": "not-the-key" for name in ("openai", "anthropic", "google")}
+    async with running_portal(tmp_path, database_url, **wrong) as portal:
+        for provider in ("openai", "anthropic", "google"):
+            for path, streamed in (("/chat/send", False), ("/chat/stream", True)):
+                response = await portal.client.post(path, json=chat_body(provider))
+                assert response.status_code == 502, response.text
+                assert response.json()["error"] == "upstream_auth"
+                row = await _row(portal.engine, response.headers["x-request-id"])
+                assert (row["provider"], row["streamed"]) == (provider, streamed)
+                assert (row["success"], row["error_kind"]) == (False, "upstream_auth")
+                assert (row["input_tokens"], row["output_tokens"]) == (0, 0)
+                assert row["estimated_cost_usd"] == 0.0 and row["billed"] is False
+                assert row["tokens_estimated"] is False and row["finish_reason"] is None
+
+
 async def test_a_stream_cut_by_server_shutdown_is_recorded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'usage.db'}"
     stack = AsyncExitStack()
