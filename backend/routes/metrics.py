@@ -26,7 +26,8 @@ async def _enabled(services: ServicesDep) -> None:
         200: {"content": {"text/plain": {"schema": {"type": "string"}}},
               "description": "Prometheus text exposition format"},
         **error_responses({401: "METRICS_TOKEN is set and was not sent",
-                           404: "METRICS_ENABLED is false"}),
+                           404: "METRICS_ENABLED is false",
+                           429: "Too many failed authentications (Retry-After)"}),
     },
 )
 async def metrics(services: ServicesDep) -> Response:
