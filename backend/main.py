@@ -297,11 +297,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(me.router)
     app.include_router(auth_web.router, include_in_schema=settings.sign_in_enabled())
-    # Keys are minted only by a verified user: under AUTH_MODE=none they cannot exist.
-    app.include_router(keys.router, include_in_schema=settings.effective_auth_mode() != "none")
-    app.include_router(metrics.router)
+    app.include_router(auth_web.session_router)
+    # Listed whenever they answer: under AUTH_MODE=none too, where minting is refused (403,
+    # saying why), the list is empty and a revocation finds no key, as documented. A 404
+    # there would hide from a misconfigured front end why its users get no keys.
+    app.include_router(keys.router)
+    app.include_router(keys.admin_router, include_in_schema=admins_exist)
+    app.include_router(metrics.router, include_in_schema=settings.metrics_enabled)
     app.include_router(budgets.router)
-    app.include_router(budgets.admin_router, include_in_schema=admins_exist)
+    budgets_on = settings.effective_budget_backend() != "off"
+    app.include_router(budgets.admin_router, include_in_schema=admins_exist and budgets_on)
+    app.include_router(budgets.audit_router, include_in_schema=admins_exist)
     document_limits(app, settings)
     app.include_router(web.router)
     return app

@@ -33,6 +33,7 @@ from backend.observability.safe_text import one_line
 from backend.observability.tracing import Tracing
 from backend.providers.factory import ProviderFactory
 from backend.ratelimit.base import RateDecision
+from backend.ratelimit.failures import FailureThrottle
 from backend.ratelimit.gate import RateLimits
 from backend.specialists.manager import SpecialistManager
 from backend.usage.recorder import UsageRecorder
@@ -293,10 +294,7 @@ async def require_admin(request: Request, settings: SettingsDep) -> Identity:
     groups_count = bool(settings.admin_groups) and services.auth.required
     if settings.admin_token is None and not groups_count:
         raise StarletteHTTPException(404, "Not Found")
-    failures = services.rate_limits.admin_failures
-    client = services.rate_limits.client_ip(
-        request.client.host if request.client else None, request.headers.getlist("x-forwarded-for")
-    )
+    failures, client = _failure_throttle(request)
     failures.check(client)
     if _is_admin_token(request, settings):
         failures.succeeded(client)
@@ -306,11 +304,7 @@ async def require_admin(request: Request, settings: SettingsDep) -> Identity:
             raise AdminAuthRequired("this endpoint needs Authorization: Bearer <ADMIN_TOKEN>")
         identity = await identify(request)
     except (AdminAuthRequired, AuthError):
-        count = failures.failed(client)
-        log.warning(  # never the guessed value: it may be a near-miss of the real token
-            "admin authentication failed from %s on %s (%d of %d in %g s)", one_line(client),
-            one_line(request.url.path), count, failures.max_failures, failures.window_seconds,
-        )
+        _count_failure(request, failures, client, "admin")
         raise
     failures.succeeded(client)
     if not is_admin(identity, settings.admin_groups):
@@ -321,6 +315,27 @@ async def require_admin(request: Request, settings: SettingsDep) -> Identity:
 AdminDep = Annotated[Identity, Depends(require_admin)]
 
 
+def _failure_throttle(request: Request) -> tuple[FailureThrottle, str]:
+    """The failed-authentication throttle and this request's client key in it.
+
+    One throttle for ADMIN_TOKEN and METRICS_TOKEN: a client gets ADMIN_AUTH_MAX_FAILURES
+    guesses per window at either secret, not that many at each.
+    """
+    rate_limits = get_services(request).rate_limits
+    client = rate_limits.client_ip(
+        request.client.host if request.client else None, request.headers.getlist("x-forwarded-for")
+    )
+    return rate_limits.admin_failures, client
+
+
+def _count_failure(request: Request, failures: FailureThrottle, client: str, what: str) -> None:
+    count = failures.failed(client)
+    log.warning(  # never the guessed value: it may be a near-miss of the real token
+        "%s authentication failed from %s on %s (%d of %d in %g s)", what, one_line(client),
+        one_line(request.url.path), count, failures.max_failures, failures.window_seconds,
+    )
+
+
 class MetricsAuthRequired(PortalError):
     """GET /metrics was called without METRICS_TOKEN as its bearer token."""
 
@@ -328,9 +343,12 @@ class MetricsAuthRequired(PortalError):
 
 
 async def require_metrics_token(request: Request, settings: SettingsDep) -> None:
-    """/metrics: open while METRICS_TOKEN is unset (like /health), else 401 without it."""
+    """/metrics: open while METRICS_TOKEN is unset (like /health), else 401 without it, and
+    429 for a client with too many recent failed authentications (as for admin routes)."""
     if settings.metrics_token is None:
         return
+    failures, client = _failure_throttle(request)
+    failures.check(client)
     expected = settings.metrics_token.get_secret_value().encode()
     try:
         token = bearer_token(request)
@@ -338,4 +356,6 @@ async def require_metrics_token(request: Request, settings: SettingsDep) -> None
         token = None
     # Constant-time, so the token can't be guessed byte by byte from response times.
     if token is None or not hmac.compare_digest(token.encode(), expected):
+        _count_failure(request, failures, client, "metrics")
         raise MetricsAuthRequired("this endpoint needs Authorization: Bearer <METRICS_TOKEN>")
+    failures.succeeded(client)

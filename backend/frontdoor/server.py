@@ -58,10 +58,25 @@ class ServerHardening:
             config = running_uvicorn_config(receive)
             if config is None:
                 self.outcome = "not-uvicorn"
+                warn_not_uvicorn(self.limits)
             else:
                 disable_uvicorn_proxy_headers(config)
                 self.outcome = apply_limits(config, self.limits)
         await self.app(scope, receive, send)
+
+
+def warn_not_uvicorn(limits: ServerLimits) -> None:
+    """Say, once at start-up, what the server in use leaves to a reverse proxy."""
+    # Bodies stay bounded (BodyLimits is ASGI middleware), but the header parser and the
+    # WebSocket reader belong to the server, which the app can only reach under uvicorn.
+    log.warning(
+        "not served by uvicorn: the app cannot bound this server's header parser or "
+        "WebSocket reader. A reverse proxy in front must bound request headers to %d bytes "
+        "(nginx: large_client_header_buffers) arriving within %g s (client_header_timeout), "
+        "and WebSocket messages to %d bytes (the app closes a larger one with 1009, but only "
+        "after the server has read it); request bodies stay bounded by the app",
+        limits.max_header_bytes, limits.header_timeout, limits.max_message_bytes,
+    )
 
 
 def apply_limits(config: Config, limits: ServerLimits) -> str:

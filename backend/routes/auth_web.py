@@ -20,6 +20,9 @@ from backend.auth.errors import AuthError
 from backend.auth.sessions import BrowserSessions, CookiePolicy
 
 router = APIRouter(prefix="/auth", tags=["sign-in"])
+# GET /auth/session answers in every mode (it tells the page whether sign-in is offered);
+# the flow's own routes exist only while sign-in is configured.
+session_router = APIRouter(prefix="/auth", tags=["sign-in"])
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -118,7 +121,7 @@ class SessionState(BaseModel):
     logout_url: str | None
 
 
-@router.get("/session", response_model=SessionState)
+@session_router.get("/session", response_model=SessionState)
 async def session_state(request: Request, services: ServicesDep) -> Response:
     """Whether this browser can sign in, whether it is, and its CSRF token."""
     sessions = services.auth.sessions

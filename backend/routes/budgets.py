@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,7 +22,10 @@ from backend.governance.audit import Actor, audited
 from backend.usage.identity import hash_email
 
 router = APIRouter(tags=["budgets"])
+# The budgets themselves (absent, 404, while BUDGET_BACKEND=off) and the log of changes
+# made through this API (kept, and readable, whether budgets are on or off).
 admin_router = APIRouter(prefix="/admin/budgets", tags=["budgets"])
+audit_router = APIRouter(prefix="/admin/budgets", tags=["budgets"])
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -103,7 +106,7 @@ class BudgetChanged(BaseModel):
 
 
 @router.get("/me/budget", response_model=MyBudget, responses=error_responses({
-    401: "No valid token or key", 404: "Budgets are off (BUDGET_BACKEND=off)",
+    401: "No valid token or key",
     503: "The budget store or the identity provider's keys cannot be had",
 }))
 async def my_budget(identity: IdentityDep, services: ServicesDep) -> MyBudget:
@@ -122,10 +125,20 @@ async def my_budget(identity: IdentityDep, services: ServicesDep) -> MyBudget:
     ])
 
 
+async def _live_ledger(services: ServicesDep) -> Ledger:
+    # A dependency, so that with budgets off the route is absent (404) before its
+    # credentials or its body are looked at, as if it did not exist.
+    if services.ledger is None:
+        raise StarletteHTTPException(404, "budgets are off (BUDGET_BACKEND=off)")
+    return services.ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(_live_ledger)]
+
+
 @admin_router.get("", response_model=BudgetList, responses=_ADMIN)
-async def list_budgets(_: AdminDep, services: ServicesDep) -> BudgetList:
+async def list_budgets(ledger: LedgerDep, _: AdminDep, services: ServicesDep) -> BudgetList:
     """Every budget from settings and from this API (an API value wins for its scope)."""
-    ledger = _ledger(services.ledger)
     entries = {
         (scope, name): BudgetEntry(scope=scope, name=name, limit_usd=to_usd(v), source="settings")
         for scope, name, v in ledger.policy.settings_limits()
@@ -144,7 +157,7 @@ async def list_budgets(_: AdminDep, services: ServicesDep) -> BudgetList:
     )
 
 
-@admin_router.get("/audit", responses=_ADMIN)
+@audit_router.get("/audit", responses=_ADMIN)
 async def budget_audit(_: AdminDep, services: ServicesDep) -> list[dict[str, object]]:
     """The latest 200 changes made through this API: who, when, old and new value."""
     return await journal.audit(services.engine)
@@ -152,27 +165,26 @@ async def budget_audit(_: AdminDep, services: ServicesDep) -> list[dict[str, obj
 
 @admin_router.put("/{scope}/{name}", response_model=BudgetChanged, responses=_ADMIN)
 async def put_budget(
-    scope: ScopePath, name: NamePath, change: BudgetChange, admin: AdminDep,
-    services: ServicesDep, request: Request,
+    ledger: LedgerDep, scope: ScopePath, name: NamePath, change: BudgetChange,
+    admin: AdminDep, services: ServicesDep, request: Request,
 ) -> BudgetChanged:
     """Set a scope's budget; it takes effect on every worker at once, and is audited."""
-    return await _change(services, request, scope, name, change.limit_usd, admin)
+    return await _change(ledger, services, request, scope, name, change.limit_usd, admin)
 
 
 @admin_router.delete("/{scope}/{name}", response_model=BudgetChanged, responses=_ADMIN)
 async def delete_budget(
-    scope: ScopePath, name: NamePath, admin: AdminDep, services: ServicesDep,
-    request: Request,
+    ledger: LedgerDep, scope: ScopePath, name: NamePath, admin: AdminDep,
+    services: ServicesDep, request: Request,
 ) -> BudgetChanged:
     """Drop the API's budget for a scope (a settings value, if any, applies again)."""
-    return await _change(services, request, scope, name, None, admin)
+    return await _change(ledger, services, request, scope, name, None, admin)
 
 
 async def _change(
-    services: ServicesDep, request: Request, scope: str, name: str,
+    live: Ledger, services: ServicesDep, request: Request, scope: str, name: str,
     limit_usd: float | None, admin: Identity,
 ) -> BudgetChanged:
-    live = _ledger(services.ledger)
     request_id = getattr(request.state, "request_id", None)
     checked = _scope(scope)
     key = _name(checked, name, services.settings.hash_secret())
@@ -180,12 +192,6 @@ async def _change(
     audit = audited(Actor.of(admin), action, f"budget/{checked}/{key}", request_id)
     old, new = await live.set_limit(checked, key, limit_usd, _actor(admin), audit)
     return BudgetChanged(scope=checked, name=key, old_usd=old, new_usd=new)
-
-
-def _ledger(ledger: Ledger | None) -> Ledger:
-    if ledger is None:
-        raise StarletteHTTPException(404, "budgets are off (BUDGET_BACKEND=off)")
-    return ledger
 
 
 def _scope(scope: str) -> Scope:

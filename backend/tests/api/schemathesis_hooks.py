@@ -1,12 +1,13 @@
 """Schemathesis hooks for the run in test_schemathesis.py (loaded via SCHEMATHESIS_HOOKS).
 
-Two rules the server enforces cannot be written in OpenAPI's JSON Schema, so they live in
+Rules the server enforces cannot be written in OpenAPI's JSON Schema, so they live in
 the schema's descriptions (and the 4xx the server answers), and these hooks teach the
 generator the same rules, as schemathesis documents for such constraints:
 - /usage/*: `from` must be before `to` (now, when `to` is absent);
 - /v1/chat/completions: the conversation must end in a user message with text, and user
   and assistant messages need content;
-- /admin/budgets/portal/{name}: the portal's one budget is named `portal`.
+- /admin/budgets/portal/{name}: the portal's one budget is named `portal`;
+- POST /keys: `expires_at`, when given, must be in the future.
 Only schema-valid (positive) cases are adjusted, and only in what breaks those rules;
 every other generated request goes out exactly as generated.
 """
@@ -66,6 +67,17 @@ def _servable_conversation(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "messages": kept}
 
 
+def _future_expiry(body: dict[str, Any]) -> dict[str, Any]:
+    expires = _instant(body.get("expires_at"))
+    if expires is None:
+        return body  # absent, or not a date-time: sent as generated
+    try:
+        past = expires <= datetime.now(UTC)
+    except (OverflowError, TypeError):
+        return body
+    return {k: v for k, v in body.items() if k != "expires_at"} if past else body
+
+
 @schemathesis.hook
 def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
     """Make a schema-valid case satisfy the rules the schema can only describe in words."""
@@ -77,6 +89,8 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
         case.query = _forward_range(case.query)
     elif path == "/v1/chat/completions" and isinstance(case.body, dict):
         case.body = _servable_conversation(case.body)
+    elif path == "/keys" and case.method.upper() == "POST" and isinstance(case.body, dict):
+        case.body = _future_expiry(case.body)
     elif path == "/admin/budgets/{scope}/{name}" and isinstance(case.path_parameters, dict):
         if case.path_parameters.get("scope") == "portal":
             case.path_parameters = {**case.path_parameters, "name": "portal"}

@@ -25,6 +25,22 @@ def test_defaults_follow_the_seed_and_the_sdks(monkeypatch: pytest.MonkeyPatch) 
     assert settings.google_api_version == "v1beta"
 
 
+def test_the_default_byte_cap_fits_the_character_limits_fully_escaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("MAX_REQUEST_BYTES", "MAX_TOTAL_CHARS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    # 12 bytes a character (an astral one escaped as \ud83d\ude00) of 200,000, plus 64 KiB
+    # for the JSON around them: what the README and the nginx snippet quote.
+    assert settings.max_total_chars == 200_000
+    assert settings.request_byte_cap() == 12 * 200_000 + 65_536 == 2_465_536
+    smaller = Settings(_env_file=None, max_total_chars=1000)  # type: ignore[call-arg]
+    assert smaller.request_byte_cap() == 12 * 1000 + 65_536
+    fixed = Settings(_env_file=None, max_request_bytes=4096)  # type: ignore[call-arg]
+    assert fixed.request_byte_cap() == 4096
+
+
 def test_seed_names_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RATE_LIMIT_REQUESTS", "5")
     monkeypatch.setenv("ALLOWED_ORIGINS", '["http://a.example"]')

@@ -17,6 +17,7 @@ import pytest
 
 from backend.tests.frontdoor.wire import Answer, exchange, peak_rss_kib
 from backend.tests.ratelimit.servers import DEMO, server_env, uvicorn_processes
+from backend.tests.support import make_settings, run_app
 
 CAP = 100_000
 TIMEOUT = 1.5
@@ -83,6 +84,8 @@ async def test_oversized_bodies_are_refused_at_once_without_being_held(
                 code = body["error"]["code"] if path.startswith("/v1") else body["error"]
                 assert code == "request_too_large", case
                 assert b"x-request-id:" in answer.head.lower(), case
+                # A refusal takes no rate-limit token, so it reports none either.
+                assert b"x-ratelimit" not in answer.head.lower(), case
                 if not declared and multiple == 1000:
                     # Refused as it arrived: the client could not push the 100 MB through
                     # (what it did write sits in the sockets' buffers, never in the server).
@@ -104,6 +107,8 @@ async def test_a_body_under_the_cap_is_served(server: tuple[str, int]) -> None:
     answer = await exchange(url, head, frames)
     assert answer.status == 200
     assert orjson.loads(answer.body)["content"].startswith("[demo reply")
+    # What a served request reports, and a refused one must not (below).
+    assert b"x-ratelimit-remaining:" in answer.head.lower()
 
 
 async def test_a_trickling_body_gets_408_while_others_are_served(
@@ -130,5 +135,50 @@ async def test_a_trickling_body_gets_408_while_others_are_served(
     assert TIMEOUT <= answer.seconds < TIMEOUT + 1.5
     assert answer.closed
     assert orjson.loads(answer.body)["error"] == "body_read_timeout"
+    assert b"x-ratelimit" not in answer.head.lower()  # no token taken, none reported
     assert len(statuses) >= 5 and set(statuses) == {200}
     assert max(waits) < 1.0
+
+
+def escaped_astral(count: int) -> bytes:
+    """`count` astral characters (U+1F600) as a JSON string's content, each escaped as a
+    surrogate pair: 12 bytes a character, the most JSON spends on one."""
+    return b"\\ud83d\\ude00" * count
+
+
+async def test_a_conversation_at_the_limits_fully_escaped_passes_the_default_cap(
+    tmp_path: Path,
+) -> None:
+    """The default MAX_REQUEST_BYTES is sized so that no conversation the character limits
+    allow is refused by the front door, however its client escapes it."""
+    settings = make_settings(tmp_path)
+    assert settings.max_request_bytes is None  # the default cap, sized from the limits
+    limit_chars, history = settings.max_total_chars, settings.max_history_messages
+    message_chars = settings.max_message_chars
+    per_turn, rest = divmod(limit_chars - message_chars, history)
+    turns = [
+        b'{"role":"%s","content":"%s"}' % (
+            b"user" if i % 2 == 0 else b"assistant",
+            escaped_astral(per_turn + (1 if i < rest else 0)),
+        )
+        for i in range(history)
+    ]
+    body = (
+        b'{"specialist_id":"' + DEMO.encode() + b'","message":"' + escaped_astral(message_chars)
+        + b'","conversation_history":[' + b",".join(turns) + b"]}"
+    )
+    text = orjson.loads(body)
+    chars = len(text["message"]) + sum(len(t["content"]) for t in text["conversation_history"])
+    assert chars == limit_chars and len(text["conversation_history"]) == history
+    assert len(body) > 12 * limit_chars  # the worst case, within its 64 KiB of headroom
+    async with run_app(settings) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+        response = await client.post(
+            "/chat/send", content=body, headers={"Content-Type": "application/json"}
+        )
+        over = await client.post(  # one character more: the chat service's own 413
+            "/chat/send", content=body.replace(b'"message":"', b'"message":"a', 1),
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["content"].startswith("[demo reply")
+    assert over.status_code == 413

@@ -222,6 +222,33 @@ async def test_metrics_token_guards_the_endpoint_and_off_means_404(portal_factor
     assert (await off.client.post("/chat/send", json=ask())).status_code == 200
 
 
+async def test_metrics_token_guesses_are_throttled_with_the_admin_ones(
+    portal_factory: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    token, admin = "metrics-token-0123456789", "admin-token-0123456789"
+    portal: Portal = await portal_factory(
+        metrics_token=token, admin_token=admin, admin_auth_max_failures=3,
+    )
+    right = {"Authorization": f"Bearer {token}"}
+    assert (await portal.client.get("/metrics", headers=right)).status_code == 200
+    statuses = [
+        (await portal.client.get("/metrics", headers={"Authorization": f"Bearer guess{i}"}))
+        .status_code for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    refused = await portal.client.get("/metrics", headers=right)  # even the right token
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert refused.json()["error"] == "auth_throttled"
+    # One budget of guesses per client for both secrets, not one each.
+    admin_call = await portal.client.get(
+        "/usage/status", headers={"Authorization": f"Bearer {admin}"}
+    )
+    assert admin_call.status_code == 429
+    failed = [r.getMessage() for r in caplog.records if "authentication failed" in r.getMessage()]
+    assert len(failed) == 3 and all(m.startswith("metrics authentication") for m in failed)
+    assert not any("guess" in m for m in failed)  # never the value tried
+
+
 async def test_labels_stay_inside_the_configured_sets(portal: Portal) -> None:
     await portal.client.post("/chat/send", json=ask("not-a-specialist"))
     await portal.client.post("/chat/send", json=ask(), headers={"X-User-Email": "a@b.example"})

