@@ -3,7 +3,7 @@
 import { markEnding } from "./endings.js";
 import { NETWORK_SENTENCE, explainResponse, streamErrorSentence } from "./errors.js";
 import { count, seconds, usd } from "./format.js";
-import { csrfHeaders, showIdentity } from "./identity.js";
+import { csrfHeaders, refreshMyUsage, showIdentity } from "./identity.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 import * as store from "./store.js";
@@ -198,6 +198,7 @@ async function send() {
     store.saveTurns(specialist.id, state.turns);
     renderConversation();
     updateLimits();
+    refreshMyUsage();
   }
 }
 
