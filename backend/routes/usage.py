@@ -48,19 +48,24 @@ def _date_time_text(value: object) -> object:
 DateTimeText = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 
-class SummaryGroup(BaseModel):
-    """Totals of one group (or of all groups, for `totals`)."""
+class SpendTotals(BaseModel):
+    """Requests and what they cost: the sums every spend report gives."""
 
-    key: str | None = Field(description="The day (YYYY-MM-DD, UTC), user hash, specialist id, "
-                            "model, provider or cost centre; null for requests without one "
-                            "(anonymous users, no cost centre claim)")
-    label: str | None = Field(description="The specialist's name when grouping by specialist")
     requests: int
     failures: int
     input_tokens: int
     output_tokens: int
     cost_usd: float = Field(description="Sum of the priced requests' estimated cost")
     unpriced_requests: int = Field(description="Requests whose price is unknown (not in cost_usd)")
+
+
+class SummaryGroup(SpendTotals):
+    """Totals of one group (or of all groups, for `totals`)."""
+
+    key: str | None = Field(description="The day (YYYY-MM-DD, UTC), user hash, specialist id, "
+                            "model, provider or cost centre; null for requests without one "
+                            "(anonymous users, no cost centre claim)")
+    label: str | None = Field(description="The specialist's name when grouping by specialist")
     unbilled_failures: int = Field(
         default=0, description="Of the failures, those the provider did not charge for "
         "(an error before any generation: recorded with 0 tokens and 0 cost)")
@@ -117,8 +122,8 @@ def usage_query(
     provider: Annotated[str | None, Query(max_length=50)] = None,
 ) -> UsageQuery:
     """The time range and filters shared by both reports."""
-    end_at = _utc(end) if end else datetime.now(UTC)
-    start_at = _utc(start) if start else max(end_at, _EARLIEST + DEFAULT_RANGE) - DEFAULT_RANGE
+    end_at = as_utc(end) if end else datetime.now(UTC)
+    start_at = as_utc(start) if start else max(end_at, _EARLIEST + DEFAULT_RANGE) - DEFAULT_RANGE
     if start_at >= end_at:
         raise InvalidRequest("`from` must be before `to`")
     return UsageQuery(
@@ -165,7 +170,8 @@ async def status(services: ServicesDep) -> dict[str, object]:
     return asdict(services.recorder.status())
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """A range bound in UTC (no zone means UTC; beyond datetime's years, the ends of time)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     try:

@@ -64,7 +64,7 @@ class TooManyPending(PortalError):
 async def chat_ws(websocket: WebSocket) -> None:
     """Chat over a WebSocket: send request bodies, receive the SSE stream's chunk objects."""
     services: Services = websocket.app.state.services
-    if not origin_allowed(websocket.headers.get("origin"), services.settings.allowed_origins):
+    if not _origin_admitted(websocket, services):
         # Closing before accepting refuses the handshake: the client gets HTTP 403.
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
         return
@@ -99,6 +99,19 @@ async def refuse(websocket: WebSocket, exc: PortalError) -> None:
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=exc.code)
     except _Gone:
         pass
+
+
+def _origin_admitted(websocket: WebSocket, services: Services) -> bool:
+    """ALLOWED_ORIGINS, and with browser sign-in the portal's own page too: its socket
+    carries the session cookie, and the session then checks the origin again exactly."""
+    origin = websocket.headers.get("origin")
+    if origin_allowed(origin, services.settings.allowed_origins):
+        return True
+    sessions = services.auth.sessions
+    return (
+        sessions is not None and origin is not None
+        and origin.rstrip("/").lower() == sessions.own_origin(websocket)
+    )
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:

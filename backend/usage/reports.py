@@ -173,6 +173,15 @@ async def summarize(
     return result, total
 
 
+async def own_totals(
+    engine: AsyncEngine, *, user_hash: str, start: datetime, end: datetime
+) -> SummaryRow:
+    """One user's totals over [start, end): /usage/summary's sums, filtered to their hash."""
+    query = UsageQuery(start=start, end=end, user_email_hash=user_hash)
+    _, total = await summarize(engine, query, "user")
+    return total
+
+
 def _float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 

@@ -142,10 +142,14 @@ async def test_sign_in_chat_and_sign_out(sign_in: SignIn, browser: Any) -> None:
     assert "hello from a signed-in browser" in await page.inner_text(".turn.assistant .body")
     stored = await page.evaluate("JSON.stringify(Object.assign({}, localStorage, sessionStorage))")
     assert not JWT.search(stored) and session["value"] not in stored
-    # My usage: her own budget and spend (the demo is free).
+    # My usage: her own spend this month (GET /me/usage, updated after the answer; the demo
+    # is free) and her budget.
     await page.wait_for_selector("#my-usage:not([hidden])")
-    assert "Your spend" in await page.inner_text("#my-usage")
-    assert "of $5 spent" in await page.inner_text("#my-usage")
+    await page.wait_for_function(
+        "() => document.getElementById('my-usage').textContent.includes('$0 on 1 request')"
+    )
+    panel = await page.inner_text("#my-usage")
+    assert "Spent this month" in panel and "Your budget" in panel and "of $5 spent" in panel
     assert await axe_violations(page) == []
     await screenshot(page, "chat-signed-in")
     # Sign out: the session ends here, then at the provider, which sends her back.

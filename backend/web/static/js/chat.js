@@ -1,8 +1,9 @@
 // The chat page: pick a specialist, stream its answers, keep the conversation in this browser.
 
+import { markEnding } from "./endings.js";
 import { NETWORK_SENTENCE, explainResponse, streamErrorSentence } from "./errors.js";
 import { count, seconds, usd } from "./format.js";
-import { csrfHeaders, showIdentity } from "./identity.js";
+import { csrfHeaders, refreshMyUsage, showIdentity } from "./identity.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 import * as store from "./store.js";
@@ -73,7 +74,7 @@ function renderConversation() {
 
 function turnElement(turn) {
   const article = document.createElement("article");
-  article.className = `turn ${turn.role}`;
+  article.className = `turn ${turn.role}${turn.leftOut ? " left-out" : ""}`;
   const heading = document.createElement("h4");
   heading.textContent = turn.role === "user" ? "You" : state.current ? state.current.name : "Assistant";
   const body = document.createElement("div");
@@ -122,7 +123,8 @@ function notify(sentence) {
 
 function limitProblems(nextMessage) {
   const chars = nextMessage.length;
-  const historyChars = state.turns.reduce((n, t) => n + t.content.length, 0);
+  const sent = store.history(state.turns); // what the next message carries, refusals left out
+  const historyChars = sent.reduce((n, t) => n + t.content.length, 0);
   const warnings = [];
   let blocked = false;
   if (chars > LIMITS.messageChars) {
@@ -131,8 +133,8 @@ function limitProblems(nextMessage) {
   } else if (chars >= NEAR * LIMITS.messageChars) {
     warnings.push(`${count(chars)} of ${count(LIMITS.messageChars)} characters allowed in one message.`);
   }
-  const turns = state.turns.length;
-  if (state.turns.some((t) => t.content.length > LIMITS.messageChars)) {
+  const turns = sent.length;
+  if (sent.some((t) => t.content.length > LIMITS.messageChars)) {
     warnings.push(`An earlier message is over ${count(LIMITS.messageChars)} characters, more than the portal accepts. Clear the conversation to continue.`);
     blocked = true;
   }
@@ -186,7 +188,7 @@ async function send() {
       headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...csrfHeaders() },
     });
     if (!response.ok) return undo(text, await explainResponse(response));
-    await readAnswer(response, text, answer, view);
+    await readAnswer(response, text, userTurn, answer, view);
   } catch (error) {
     if (error.name === "AbortError") finishStopped(text, answer);
     else failMidway(text, answer, NETWORK_SENTENCE);
@@ -196,10 +198,11 @@ async function send() {
     store.saveTurns(specialist.id, state.turns);
     renderConversation();
     updateLimits();
+    refreshMyUsage();
   }
 }
 
-async function readAnswer(response, text, answer, view) {
+async function readAnswer(response, text, question, answer, view) {
   const headers = {
     rate_remaining: response.headers.get("X-RateLimit-Remaining"),
     budget_remaining: response.headers.get("X-Budget-Remaining-USD"),
@@ -216,6 +219,7 @@ async function readAnswer(response, text, answer, view) {
     }
     if (chunk.is_final) {
       answer.meta = { ...pick(chunk), ...headers };
+      markEnding(question, answer, chunk.finish_reason);
       break;
     }
     if (!answer.content) performance.mark("portal:first-chunk");
@@ -228,7 +232,7 @@ async function readAnswer(response, text, answer, view) {
 
 function pick(chunk) {
   const keys = ["input_tokens", "output_tokens", "estimated_cost_usd", "latency_ms", "model",
-    "provider", "tokens_estimated", "request_id"];
+    "provider", "tokens_estimated", "request_id", "finish_reason"];
   return Object.fromEntries(keys.map((k) => [k, chunk[k] ?? null]));
 }
 

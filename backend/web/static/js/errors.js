@@ -10,8 +10,18 @@ export async function explainResponse(response) {
   return sentenceFor(response.status, body, response.headers.get("Retry-After"));
 }
 
+// Answers that came back but are no answer (backend/chat/errors.py): refused, blocked, spent
+// on reasoning, empty. Before the stream starts they are a 422 or 502, after it an error event.
+const NO_ANSWER = {
+  content_refused: "The model declined to answer this message, so it is not kept in the conversation. Rephrase it, or ask something else.",
+  content_filtered: "The provider's safety system blocked this message or its answer, so it is not kept in the conversation. Rephrase it, or ask something else.",
+  output_budget_exhausted: "The model used its whole output limit on reasoning before writing any answer. Ask a narrower question, or ask your administrator to raise this specialist's output limit.",
+  empty_answer: "The model ended without writing any answer. Please try again.",
+};
+
 export function sentenceFor(status, body, retryAfter) {
   const code = (body && body.error) || "";
+  if (Object.hasOwn(NO_ANSWER, code)) return NO_ANSWER[code];
   const wait = waitPhrase(retryAfter);
   switch (status) {
     case 401:
@@ -51,6 +61,7 @@ export function sentenceFor(status, body, retryAfter) {
 
 export function streamErrorSentence(data) {
   const code = (data && data.error) || "";
+  if (Object.hasOwn(NO_ANSWER, code)) return NO_ANSWER[code];
   if (code === "upstream_timeout") return "The answer stopped: the model took too long to continue.";
   if (code === "upstream_stream_cut") return "The answer stopped: the connection to the model's provider was lost. Please try again.";
   if (code.startsWith("budget")) return "The answer stopped: your budget for this period is used up.";

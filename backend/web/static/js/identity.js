@@ -1,13 +1,17 @@
-// Who is signed in, sign-in and sign-out, and the user's own usage.
+// Who is signed in, sign-in and sign-out, and the user's own usage and budgets.
 // Shown only where the portal verifies identities: under AUTH_MODE=none GET /me says
 // `auth_method: "none"` (a user header is believed from anyone) and nothing here shows.
 // With browser sign-in (AUTH_MODE=jwt and OIDC_CLIENT_ID) the session lives in an HttpOnly
 // cookie this script never sees; GET /auth/session gives only the CSRF token that every
 // unsafe request the cookie authenticates must carry.
 
-import { usd } from "./format.js";
+import { count, usd } from "./format.js";
 
 let csrfToken = null;
+let panel = null; // the document whose My usage panel is shown, once it is
+// The usage writer records an answer within USAGE_FLUSH_INTERVAL_SECONDS (0.2 s by default):
+// ask for the figures again a little after each answer.
+const USAGE_SETTLE_MS = 1000;
 
 // Headers for a POST from this page: the session's CSRF token, when signed in by cookie.
 export function csrfHeaders() {
@@ -27,8 +31,13 @@ export async function showIdentity(doc = document) {
   identity.textContent = `Signed in as ${who}`;
   identity.hidden = false;
   if (me.auth_method === "session") offerSignOut(doc, session.logout_url);
-  const budget = await optionalJson("/me/budget");
-  if (budget) showBudget(doc, budget);
+  panel = doc;
+  await showMyUsage(doc);
+}
+
+// After an answer, the panel's figures again (nothing to do where no panel is shown).
+export function refreshMyUsage() {
+  if (panel) setTimeout(() => showMyUsage(panel), USAGE_SETTLE_MS);
 }
 
 function offerSignIn(doc, loginUrl) {
@@ -59,12 +68,44 @@ function offerSignOut(doc, logoutUrl) {
 }
 
 const SCOPE_NAMES = {
-  user: "Your spend", group: "Group", cost_center: "Cost centre", portal: "Whole portal",
+  user: "Your budget", group: "Group", cost_center: "Cost centre", portal: "Whole portal",
 };
 
-function showBudget(doc, budget) {
+const PERIOD_NAMES = [
+  [/^\d{4}-\d{2}$/, "this month"], [/^\d{4}-W\d{2}$/, "this week"], [/^\d{4}-\d{2}-\d{2}$/, "today"],
+];
+
+// The caller's own spend (GET /me/usage), then each budget that applies (GET /me/budget).
+async function showMyUsage(doc) {
+  const [usage, budget] = await Promise.all([optionalJson("/me/usage"), optionalJson("/me/budget")]);
+  const rows = [...(usage ? spendRows(usage) : []), ...(budget ? budgetRows(budget) : [])];
+  if (!rows.length) return;
   const figures = doc.getElementById("my-usage-figures");
-  figures.replaceChildren();
+  figures.replaceChildren(...rows.map(([name, value]) => {
+    const row = doc.createElement("div");
+    const term = doc.createElement("dt");
+    term.textContent = name;
+    const detail = doc.createElement("dd");
+    detail.textContent = value;
+    row.append(term, detail);
+    return row;
+  }));
+  doc.getElementById("my-usage").hidden = false;
+}
+
+function spendRows(usage) {
+  const named = PERIOD_NAMES.find(([pattern]) => pattern.test(usage.period || ""));
+  const when = named ? named[1] : `since ${new Date(usage.from).toLocaleDateString()}`;
+  const requests = `${count(usage.requests)} request${usage.requests === 1 ? "" : "s"}`;
+  const unpriced = usage.unpriced_requests
+    ? ` (${count(usage.unpriced_requests)} without a known price)` : "";
+  return [
+    [`Spent ${when}`, `${usd(usage.cost_usd)} on ${requests}${unpriced}`],
+    ["Tokens", `${count(usage.input_tokens)} in, ${count(usage.output_tokens)} out`],
+  ];
+}
+
+function budgetRows(budget) {
   const rows = (budget.budgets || []).map((b) => [
     b.name ? `${SCOPE_NAMES[b.scope] || b.scope} ${b.name}` : SCOPE_NAMES[b.scope] || b.scope,
     `${usd(b.spent_usd)} of ${usd(b.limit_usd)} spent, ${usd(b.remaining_usd)} left` +
@@ -72,16 +113,7 @@ function showBudget(doc, budget) {
   ]);
   if (!budget.enabled) rows.push(["Budgets", "Not counted on this portal."]);
   else if (!rows.length) rows.push(["Budget", "No spending limit applies to you."]);
-  for (const [name, value] of rows) {
-    const row = doc.createElement("div");
-    const term = doc.createElement("dt");
-    term.textContent = name;
-    const detail = doc.createElement("dd");
-    detail.textContent = value;
-    row.append(term, detail);
-    figures.append(row);
-  }
-  doc.getElementById("my-usage").hidden = false;
+  return rows;
 }
 
 async function optionalJson(path) {

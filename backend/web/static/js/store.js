@@ -33,9 +33,10 @@ export function rememberSpecialist(specialistId) {
   localStorage.setItem(LAST, specialistId);
 }
 
-// What the API accepts as conversation_history: only user and assistant text.
+// What the API accepts as conversation_history: only user and assistant text, and never a
+// refused exchange (`leftOut`, see endings.js), which stays stored only to be shown.
 export function history(turns) {
-  return turns.map((t) => ({ role: t.role, content: t.content }));
+  return turns.filter((t) => !t.leftOut).map((t) => ({ role: t.role, content: t.content }));
 }
 
 function validTurn(t) {
