@@ -28,7 +28,8 @@ from backend.auth.apikeys import ApiKeys
 from backend.auth.authenticator import build_authenticator
 from backend.auth.startup import start_auth
 from backend.budgets.factory import build_ledger
-from backend.chat.service import ChatLimits, ChatService
+from backend.chat.context import ChatLimits
+from backend.chat.service import ChatService
 from backend.config.pricing import PriceBook
 from backend.config.settings import Settings, get_settings
 from backend.database.engine import make_engine

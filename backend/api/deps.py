@@ -21,7 +21,8 @@ from backend.auth.errors import AuthError, Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import is_admin
 from backend.budgets.ledger import BudgetNote, Ledger
-from backend.chat.service import ChatService, RequestContext
+from backend.chat.context import RequestContext
+from backend.chat.service import ChatService
 from backend.config.settings import Settings
 from backend.errors import PortalError, UnsupportedMediaType
 from backend.frontdoor.connections import ClientConnections

@@ -9,20 +9,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
 from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import may_use
-from backend.budgets.ledger import BudgetNote, Hold, Ledger, Quote
+from backend.budgets.ledger import Hold, Ledger, Quote
+from backend.chat.context import (
+    ChatLimits,
+    Outcome,
+    PreparedChat,
+    RequestContext,
+    Trial,
+)
 from backend.chat.judge import judge
-from backend.chat.pii import UNGUARDED, Protection, protect
+from backend.chat.pii import UNGUARDED, protect
 from backend.chat.schemas import ChatRequest, ChatResponse
+from backend.chat.stream import ChatStream, close_events, interrupted_kind, observe_end
 from backend.config.pricing import PriceBook
 from backend.errors import PortalError, RequestTooLarge
 from backend.guard.policy import Guard
@@ -32,20 +40,17 @@ from backend.observability.tracing import Tracing
 from backend.providers.base import (
     Completion,
     CompletionRequest,
-    FinishReason,
     Message,
     Provider,
     StreamEnd,
     StreamEvent,
-    TextDelta,
     Usage,
 )
 from backend.providers.errors import ProviderError, ProviderTimeout
 from backend.providers.factory import ProviderFactory
-from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.runner import Answered, Call, Resilience
 from backend.specialists.manager import SpecialistManager
-from backend.specialists.types import Route, Specialist
+from backend.specialists.types import Route
 from backend.usage.record import UsageRecord
 from backend.usage.recorder import UsageRecorder
 
@@ -54,74 +59,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A stream whose first event has arrived: that event, and the iterator for the rest.
 Opened = tuple[StreamEvent, AsyncIterator[StreamEvent]]
-
-
-@dataclass(frozen=True, slots=True)
-class ChatLimits:
-    """Request size limits; over them is a 413 and nothing goes upstream."""
-
-    max_message_chars: int
-    max_history_messages: int
-    max_total_chars: int
-
-
-@dataclass(slots=True)
-class RequestContext:
-    """Who asked, and when the request arrived (latency runs from here to the last byte)."""
-
-    request_id: str
-    received_at: float  # time.perf_counter() at receipt
-    user_email_hash: str | None = None
-    rate_limit_key_kind: str | None = None
-    # Resolved once at the edge; None only where a caller has no identity (unit tests).
-    identity: Identity | None = None
-    transport: str = "send"  # send | stream | ws | v1: the metrics' transport label
-    counted: bool = False  # set once the metrics hold this request, so no edge counts it again
-    specialist_id: str | None = None  # once looked up: what a later refusal is counted under
-    # Filled in by the budget reservation; the response's X-Budget-Remaining-USD.
-    budget: BudgetNote | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedChat:
-    """A validated request, bound to its specialist and provider, ready to run.
-
-    `provider` and `request` are the specialist's own; `fallbacks` are tried after them.
-    Which one answered is on the outcome and the usage record, never assumed from these.
-    """
-
-    context: RequestContext
-    specialist: Specialist
-    provider: Provider
-    request: CompletionRequest
-    fallbacks: tuple[Route, ...] = ()
-    pii: Protection = UNGUARDED  # what the PII guard did to `request`
-    trial: bool = False  # a governance trial: its usage row says so
-
-
-@dataclass(frozen=True, slots=True)
-class Trial:
-    """A version an admin tries before it is live: its specialist and resolved fallbacks."""
-
-    specialist: Specialist
-    fallbacks: tuple[Route, ...] = ()
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one interaction produced, for its usage record and final event."""
-
-    model: str
-    usage: Usage | None = None
-    output_chars: int = 0
-    error: PortalError | None = None
-    error_kind: str | None = None
-    provider: str = ""  # the provider tried last: the one that answered, on success
-    finish_reason: FinishReason | None = None
-    requested_model: str | None = None  # the configured model that answered (a metric label)
-    span: Any = None  # the interaction's trace span, when tracing is on
-    text: list[str] | None = None  # the answer, kept only when traces capture content
-    hold: Hold | None = None  # the budget reservation, settled with the usage record
 
 
 class ChatService:
@@ -212,7 +149,7 @@ class ChatService:
             outcome.error, outcome.error_kind = exc, exc.code
             raise
         except BaseException as exc:  # cancelled (client gone) or a bug: still one record
-            outcome.error_kind = _interrupted_kind(exc)
+            outcome.error_kind = interrupted_kind(exc)
             raise
         finally:
             record = self._record(chat, outcome, streamed=False)
@@ -242,7 +179,7 @@ class ChatService:
         except BaseException as exc:
             outcome.error = exc if isinstance(exc, PortalError) else None
             outcome.error_kind = (
-                exc.code if isinstance(exc, PortalError) else _interrupted_kind(exc)
+                exc.code if isinstance(exc, PortalError) else interrupted_kind(exc)
             )
             self._record(chat, outcome, streamed=True)
             raise
@@ -255,7 +192,7 @@ class ChatService:
             except BaseException as exc:
                 outcome.error = exc if isinstance(exc, PortalError) else None
                 outcome.error_kind = (
-                    exc.code if isinstance(exc, PortalError) else _interrupted_kind(exc)
+                    exc.code if isinstance(exc, PortalError) else interrupted_kind(exc)
                 )
                 await close_events(events)
                 self._record(chat, outcome, streamed=True)
@@ -393,95 +330,6 @@ class ChatService:
             )
 
 
-class ChatStream:
-    """An upstream stream whose first event has arrived; iterate it for the rest."""
-
-    def __init__(
-        self,
-        service: ChatService,
-        chat: PreparedChat,
-        first: StreamEvent,
-        rest: AsyncIterator[StreamEvent],
-        outcome: Outcome,
-        *,
-        breaker: CircuitBreaker | None = None,
-        max_output_tokens: int | None = None,
-    ) -> None:
-        self.chat = chat
-        self._max_output_tokens = max_output_tokens
-        self._service = service
-        self._first: StreamEvent | None = first
-        self._rest = rest
-        self.outcome = outcome
-        self.record: UsageRecord | None = None
-        self._breaker = breaker
-
-    def events(self) -> AsyncGenerator[StreamEvent, None]:
-        """Every event, the user's own values restored; recorded when the stream ends."""
-        return self.chat.pii.restore_events(self._events())
-
-    async def _events(self) -> AsyncGenerator[StreamEvent, None]:
-        """Yield every event; record the interaction when the stream ends, however it ends."""
-        outcome = self.outcome
-        metrics = self._service.metrics
-        metrics.stream_opened()
-        try:
-            if self._first is not None:
-                first, self._first = self._first, None
-                self._first_token(metrics)
-                yield self._observe(first)
-            async for event in self._rest:
-                yield self._observe(event)
-        except PortalError as exc:
-            outcome.error, outcome.error_kind = exc, exc.code
-            if self._breaker is not None and isinstance(exc, ProviderError) and exc.retryable:
-                self._breaker.failed(probe=False)  # a stall or cut mid-stream counts too
-            raise
-        except BaseException as exc:
-            outcome.error_kind = _interrupted_kind(exc)
-            raise
-        finally:
-            try:
-                await close_events(self._rest)
-            finally:
-                # Even if a provider's clean-up raises, the interaction is still recorded.
-                metrics.stream_closed()
-                self.record = self._service._record(self.chat, outcome, streamed=True)
-
-    def _first_token(self, metrics: PortalMetrics) -> None:
-        if metrics.enabled:
-            context, outcome = self.chat.context, self.outcome
-            metrics.first_token(
-                context.transport, str(self.chat.specialist.id), outcome.provider,
-                outcome.requested_model or outcome.model,
-                time.perf_counter() - context.received_at,
-            )
-
-    def _observe(self, event: StreamEvent) -> StreamEvent:
-        if isinstance(event, TextDelta):
-            self.outcome.output_chars += len(event.text)
-            if self.outcome.text is not None:  # only while traces capture content
-                self.outcome.text.append(event.text)
-        elif isinstance(event, StreamEnd):
-            # Text already streamed stays the answer; none at all is judged (an error event).
-            observe_end(self.outcome, event, self.chat.request, self._max_output_tokens)
-        return event
-
-
-def observe_end(
-    outcome: Outcome, end: StreamEnd, request: CompletionRequest,
-    max_output_tokens: int | None = None,
-) -> None:
-    """Take a stream's end into the outcome; raise when it ended without any answer text."""
-    outcome.model, outcome.usage, outcome.finish_reason = end.model, end.usage, end.finish_reason
-    if outcome.output_chars == 0:
-        judge(
-            provider=outcome.provider, text="", finish_reason=end.finish_reason,
-            native=end.native_finish, usage=end.usage,
-            max_output_tokens=max_output_tokens or request.max_output_tokens,
-        )
-
-
 def _usage_of(outcome: Outcome) -> tuple[Usage | None, bool]:
     """The counts to record, and whether the provider billed the call.
 
@@ -503,24 +351,10 @@ async def _complete(provider: Provider, request: CompletionRequest) -> Completio
     return await provider.complete(request)
 
 
-async def close_events(events: AsyncIterator[StreamEvent]) -> None:
-    """Close a provider stream now: releases (mid-body, drops) its upstream connection."""
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 def _groups(identity: Identity | None) -> str | None:
     if identity is None or not identity.groups:
         return None
     return orjson.dumps(sorted(identity.groups)).decode()
-
-
-def _interrupted_kind(exc: BaseException) -> str:
-    # CancelledError / GeneratorExit: the client went away or the server is shutting down.
-    if isinstance(exc, (GeneratorExit,)) or type(exc).__name__ == "CancelledError":
-        return "client_disconnected"
-    return "internal_error"
 
 
 def _check_limits(body: ChatRequest, limits: ChatLimits) -> None:

@@ -15,7 +15,7 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from backend.chat.service import ChatStream
+from backend.chat.stream import ChatStream
 from backend.errors import PortalError
 from backend.providers.base import TextDelta
 from backend.resilience.disconnect import ClientDisconnected, unless_disconnected

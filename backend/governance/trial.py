@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from backend.chat.context import RequestContext, Trial
 from backend.chat.schemas import ChatRequest, ChatResponse
-from backend.chat.service import ChatService, RequestContext, Trial
+from backend.chat.service import ChatService
 from backend.errors import PortalError
 from backend.governance.service import Change, Governance
 

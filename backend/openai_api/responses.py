@@ -16,7 +16,7 @@ import orjson
 
 from backend.api.errors import status_for
 from backend.chat.schemas import ChatResponse
-from backend.chat.service import ChatStream
+from backend.chat.stream import ChatStream
 from backend.errors import PortalError
 from backend.openai_api.errors import error_type
 from backend.providers.base import StreamEnd, TextDelta

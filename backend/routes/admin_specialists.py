@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import AdminDep, ServicesDep, require_admin
 from backend.api.openapi import error_responses
+from backend.chat.context import RequestContext
 from backend.chat.schemas import ChatRequest, ChatResponse, ErrorBody, HistoryMessage
-from backend.chat.service import RequestContext
 from backend.governance.audit import Actor
 from backend.governance.errors import SpecialistsReadOnly
 from backend.governance.service import Change, Governance

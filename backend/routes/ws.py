@@ -40,8 +40,8 @@ from backend.auth.errors import TokenInvalid
 from backend.auth.identity import Identity
 from backend.auth.socket import auth_token, authenticate_socket, close_at_expiry
 from backend.chat.schemas import ChatRequest
-from backend.chat.service import ChatStream, close_events
 from backend.chat.sse import error_data, final_chunk, text_chunk
+from backend.chat.stream import ChatStream, close_events
 from backend.errors import InvalidRequest, PortalError
 from backend.observability import logs
 from backend.providers.base import TextDelta
