@@ -74,6 +74,35 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(relay(), media_type="text/event-stream")
 
 
+def v1_body(raw: bytes) -> tuple[bytes, bool]:
+    """The Chat Completions body for an OpenAI-shaped request naming the specialist."""
+    chat = orjson.loads(raw)
+    messages = [{"role": "system", "content": SPEC["system_prompt"]}, *chat["messages"]]
+    body = {**chat, "model": SPEC["model"], "messages": messages,
+            "max_tokens": SPEC["max_output_tokens"], "temperature": SPEC["temperature"]}
+    return orjson.dumps(body), bool(chat.get("stream"))
+
+
+@app.post("/v1/chat/completions")
+async def completions(request: Request) -> Response:
+    """Relay an OpenAI-shaped call: the upstream's bytes back, streamed or whole."""
+    body, streaming = v1_body(await request.body())
+    upstream = await request.app.state.session.post(URL, data=body, headers=HEADERS)
+    if not streaming:
+        async with upstream:
+            return Response(await upstream.read(), upstream.status,
+                            media_type="application/json")
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.content.iter_any():
+                yield chunk
+        finally:
+            upstream.release()
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
 @app.get("/health")
 async def health() -> dict[str, str]:
     """Readiness for the bench."""
