@@ -63,15 +63,7 @@ async def stream(request: Request) -> StreamingResponse:
     """Relay the upstream SSE bytes as they arrive."""
     body = upstream_body(await request.body(), stream=True)
     upstream = await request.app.state.session.post(URL, data=body, headers=HEADERS)
-
-    async def relay() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in upstream.content.iter_any():
-                yield chunk
-        finally:
-            upstream.release()
-
-    return StreamingResponse(relay(), media_type="text/event-stream")
+    return relay(upstream)
 
 
 def v1_body(raw: bytes) -> tuple[bytes, bool]:
@@ -92,15 +84,20 @@ async def completions(request: Request) -> Response:
         async with upstream:
             return Response(await upstream.read(), upstream.status,
                             media_type="application/json")
+    return relay(upstream)
 
-    async def relay() -> AsyncIterator[bytes]:
+
+def relay(upstream: aiohttp.ClientResponse) -> StreamingResponse:
+    """The upstream SSE bytes, passed on as they arrive."""
+
+    async def chunks() -> AsyncIterator[bytes]:
         try:
             async for chunk in upstream.content.iter_any():
                 yield chunk
         finally:
             upstream.release()
 
-    return StreamingResponse(relay(), media_type="text/event-stream")
+    return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
 @app.get("/health")
