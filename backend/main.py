@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as SourceError
 
 from backend.api import errors
 from backend.api.context import RequestContextMiddleware
+from backend.api.cors import LeanCORSMiddleware
 from backend.api.deps import Services
 from backend.api.openapi import document_limits
 from backend.auth.apikeys import ApiKeys
@@ -260,8 +260,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.request_byte_cap(),
         read_timeout=settings.body_read_timeout_seconds,
     )
-    app.add_middleware(
-        CORSMiddleware,
+    app.add_middleware(  # Starlette's CORS; requests without an Origin skip its header objects
+        LeanCORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],

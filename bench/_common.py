@@ -157,12 +157,18 @@ def run_load(
     headers: Mapping[str, str] | None = None,
     expect_tail: bytes | None = None,
     max_requests: int = 1_000_000,
+    first: bytes | None = None,
 ) -> dict[str, Any]:
-    """Run the load client in its own process; return its JSON summary."""
+    """Run the load client in its own process; return its JSON summary.
+
+    With `first`, it also times each request until those bytes (the first token) arrive:
+    `ttft_p50_ms` / `ttft_p95_ms` in the summary.
+    """
     spec = {
         "url": url, "body": body.decode(), "concurrency": concurrency, "duration": duration,
         "headers": dict(headers or {}), "max_requests": max_requests,
         "expect_tail": expect_tail.decode() if expect_tail else None,
+        "first": first.decode() if first else None,
     }
     done = subprocess.run(
         [sys.executable, "-m", "bench._common", "load", json.dumps(spec)],
@@ -180,7 +186,9 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     url, body = spec["url"], spec["body"].encode()
     headers = {"Content-Type": "application/json", **spec["headers"]}
     expect = spec["expect_tail"].encode() if spec["expect_tail"] else None
+    first = spec["first"].encode() if spec.get("first") else None
     latencies: list[float] = []
+    firsts: list[float] = []  # seconds until `first` arrived
     errors: list[str] = []
     remaining: int = spec["max_requests"]
     timeout = aiohttp.ClientTimeout(total=30)
@@ -195,7 +203,10 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
                 started = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
-                        data = await response.read()  # the whole stream, to its last byte
+                        if first is None:
+                            data = await response.read()  # the whole stream, to its last byte
+                        else:
+                            data = await _read_timing_first(response, first, started, firsts)
                         status = response.status
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     errors.append(type(exc).__name__)
@@ -208,7 +219,27 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
         elapsed = time.perf_counter() - started
-    return summarise(latencies, errors, elapsed)
+    summary = summarise(latencies, errors, elapsed)
+    if first is not None:
+        ordered = sorted(firsts)
+        for name, q in (("ttft_p50_ms", 0.5), ("ttft_p95_ms", 0.95)):
+            summary[name] = ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 \
+                if ordered else float("nan")
+    return summary
+
+
+async def _read_timing_first(
+    response: aiohttp.ClientResponse, first: bytes, started: float, firsts: list[float]
+) -> bytes:
+    """The whole body, noting when `first` arrived (a chunk boundary may split it)."""
+    parts: list[bytes] = []
+    seen = False
+    async for chunk in response.content.iter_any():
+        parts.append(chunk)
+        if not seen and first in b"".join(parts[-2:]):
+            seen = True
+            firsts.append(time.perf_counter() - started)
+    return b"".join(parts)
 
 
 def summarise(latencies: list[float], errors: list[str], elapsed: float) -> dict[str, Any]:

@@ -63,15 +63,41 @@ async def stream(request: Request) -> StreamingResponse:
     """Relay the upstream SSE bytes as they arrive."""
     body = upstream_body(await request.body(), stream=True)
     upstream = await request.app.state.session.post(URL, data=body, headers=HEADERS)
+    return relay(upstream)
 
-    async def relay() -> AsyncIterator[bytes]:
+
+def v1_body(raw: bytes) -> tuple[bytes, bool]:
+    """The Chat Completions body for an OpenAI-shaped request naming the specialist."""
+    chat = orjson.loads(raw)
+    messages = [{"role": "system", "content": SPEC["system_prompt"]}, *chat["messages"]]
+    body = {**chat, "model": SPEC["model"], "messages": messages,
+            "max_tokens": SPEC["max_output_tokens"], "temperature": SPEC["temperature"]}
+    return orjson.dumps(body), bool(chat.get("stream"))
+
+
+@app.post("/v1/chat/completions")
+async def completions(request: Request) -> Response:
+    """Relay an OpenAI-shaped call: the upstream's bytes back, streamed or whole."""
+    body, streaming = v1_body(await request.body())
+    upstream = await request.app.state.session.post(URL, data=body, headers=HEADERS)
+    if not streaming:
+        async with upstream:
+            return Response(await upstream.read(), upstream.status,
+                            media_type="application/json")
+    return relay(upstream)
+
+
+def relay(upstream: aiohttp.ClientResponse) -> StreamingResponse:
+    """The upstream SSE bytes, passed on as they arrive."""
+
+    async def chunks() -> AsyncIterator[bytes]:
         try:
             async for chunk in upstream.content.iter_any():
                 yield chunk
         finally:
             upstream.release()
 
-    return StreamingResponse(relay(), media_type="text/event-stream")
+    return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
 @app.get("/health")

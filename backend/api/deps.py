@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from backend.api.handler import lean_handler
 from backend.auth.authenticator import Authenticator, bearer_token
 from backend.auth.errors import AuthError, Forbidden
 from backend.auth.identity import Identity
@@ -187,8 +188,9 @@ class RateLimitedRoute(APIRoute):
     transport: str | None = None  # the metrics' label; None: `stream` or `send` by path
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """FastAPI's handler, preceded by the rate limit."""
-        handler = super().get_route_handler()
+        """FastAPI's handler (or the lean one of a chat-shaped route), preceded by the rate
+        limit."""
+        handler = lean_handler(self, chat_call) or super().get_route_handler()
         specialist_of = self.specialist_of
         transport = self.transport or ("stream" if self.path.endswith("/stream") else "send")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,7 +151,7 @@ class Ledger:
         if amount is None and self._unpriced_allowed:
             amount = 0  # counted at the record's cost, which is unknown: nothing
         period = self.period()
-        reservation = uuid.uuid4().hex
+        reservation = os.urandom(16).hex()  # as unique as a uuid4, at a third of its cost
         try:
             admission = await self._with_period(
                 period, lambda: self.store.reserve(

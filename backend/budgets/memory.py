@@ -52,19 +52,31 @@ class MemoryBudgetStore:
         if period.id not in self._loaded:
             raise PeriodNotLoaded(period.id)
         self._expire()
-        states = tuple(self._state(period, charge) for charge in charges)
-        limited = [s for s in states if s.limit is not None]
-        if amount is None:
-            if limited:
-                return Admission(False, states, refused=limited[0], unpriced=True)
-            amount = 0
-        for state in limited:
-            assert state.limit is not None
-            if state.spent + state.reserved + amount > state.limit:
-                return Admission(False, states, refused=state)
+        # Counters and limits are read once; ScopeStates are built once, for the answer.
         keys = tuple((period.id, charge.field) for charge in charges)
-        for key in keys:
-            self._counters.setdefault(key, _Counter()).reserved += amount
+        limits = [self._limits.get(charge.field, charge.limit) for charge in charges]
+        if amount is None:
+            if any(limit is not None for limit in limits):
+                states = self._states(period, charges)
+                refused = next(s for s in states if s.limit is not None)
+                return Admission(False, states, refused=refused, unpriced=True)
+            amount = 0
+        counters = self._counters
+        for index, (key, limit) in enumerate(zip(keys, limits, strict=True)):
+            if limit is None:
+                continue
+            counter = counters.get(key)
+            held = counter.spent + counter.reserved if counter is not None else 0
+            if held + amount > limit:
+                states = self._states(period, charges)
+                return Admission(False, states, refused=states[index])
+        after = []
+        for key, limit, charge in zip(keys, limits, charges, strict=True):
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = _Counter()
+            counter.reserved += amount
+            after.append(ScopeState(charge, limit, counter.spent, counter.reserved))
         expires = self._clock() + ttl
         self._open[reservation] = _Reservation(amount, keys, expires)
         heapq.heappush(self._expiry, (expires, reservation))
@@ -72,7 +84,7 @@ class MemoryBudgetStore:
             # Settled reservations leave their heap entries behind: compact now and then.
             self._expiry = [(r.expires, key) for key, r in self._open.items()]
             heapq.heapify(self._expiry)
-        return Admission(True, tuple(self._state(period, charge) for charge in charges))
+        return Admission(True, tuple(after))
 
     async def settle(
         self, period: Period, reservation: str, charges: Sequence[Charge], cost: int
@@ -89,13 +101,13 @@ class MemoryBudgetStore:
         for charge in charges:
             counter = self._counters.setdefault((period.id, charge.field), _Counter())
             counter.spent += cost
-            state = self._state(period, charge)
-            if (
-                not counter.alerted and state.limit is not None and state.limit > 0
-                and counter.spent * 100 >= state.limit * self._alert_percent
-            ):
+            if counter.alerted:
+                continue
+            limit = self._limits.get(charge.field, charge.limit)
+            alert_at = None if limit is None or limit <= 0 else limit * self._alert_percent
+            if alert_at is not None and counter.spent * 100 >= alert_at:
                 counter.alerted = True
-                crossed.append(state)
+                crossed.append(ScopeState(charge, limit, counter.spent, counter.reserved))
         return crossed
 
     async def states(self, period: Period, charges: Sequence[Charge]) -> list[ScopeState]:
@@ -132,6 +144,9 @@ class MemoryBudgetStore:
     def open_reservations(self) -> int:
         """How many reservations are open (for tests and the health of the ledger)."""
         return len(self._open)
+
+    def _states(self, period: Period, charges: Sequence[Charge]) -> tuple[ScopeState, ...]:
+        return tuple(self._state(period, charge) for charge in charges)
 
     def _state(self, period: Period, charge: Charge) -> ScopeState:
         counter = self._counters.get((period.id, charge.field))

@@ -117,10 +117,13 @@ def to_chat_request(body: ChatCompletionRequest, *, specialist_id: str) -> ChatR
     if not turns[-1][1]:
         raise InvalidParameter("the last user message is empty", param="messages")
     *history, (_, last) = turns
-    return ChatRequest(
+    # Built, not validated a second time: every value here already passed this request's own
+    # (strict) validation or the checks above, and the specialist id is a resolved one.
+    return ChatRequest.model_construct(
         specialist_id=specialist_id,
         message=last,
-        conversation_history=[HistoryMessage(role=r, content=c) for r, c in history],
+        conversation_history=[HistoryMessage.model_construct(role=r, content=c)
+                              for r, c in history],
     )
 
 

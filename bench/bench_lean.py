@@ -1,0 +1,354 @@
+"""The whole comparison in one command: the portal with every feature on against a bare relay.
+
+    python -m bench.bench_lean [--rounds 5] [--duration 4] [--concurrency 16] [--check]
+    python -m bench.bench_lean memory [--requests 200000] [--concurrency 16]
+    python -m bench.bench_lean workers [--rounds 4] [--duration 4] [--concurrency 32]
+
+Starts, each in its own process on 127.0.0.1: bench_chat's fake OpenAI upstream (20 text
+chunks per stream), bench/passthrough.py (the ~30-line FastAPI + aiohttp relay) and the
+portal (`python -m uvicorn backend.main:app`, one worker) with everything on: AUTH_MODE=jwt
+with a static key set and one token (served from the verified-token cache after its first
+use), a user and a portal budget in force (BUDGET_BACKEND=memory), metrics on, the PII
+guard masking (the message has no PII), specialists from the database, usage records
+written to SQLite. LiteLLM's proxy is added when `litellm` is importable.
+
+For each endpoint (/chat/send, /chat/stream, /v1/chat/completions plain and streaming) and
+round, relay and portal are measured back to back, in an order that flips every round:
+requests/s at --concurrency, then latency at concurrency 1 (p50, and for streams the time
+to the first token). Ratios are taken within a round, then the median and range over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    Children,
+    child_env,
+    cpu_seconds,
+    free_port,
+    run_load,
+    sigterm_as_exit,
+    wait_http,
+)
+from bench.bench_auth import AUDIENCE, ISSUER, signing_material
+from bench.bench_chat import (
+    API_KEY,
+    HISTORY,
+    MESSAGE,
+    SPECIALIST,
+    SPECIALIST_ID,
+    chat_body,
+    specialists_yaml,
+    uvicorn_args,
+)
+
+ENDPOINTS = ("send", "stream", "v1", "v1-stream")
+TARGET_RATIO = 0.60
+TARGET_ADDED_MS = {"send": 1.0, "v1": 1.0, "stream": 1.5, "v1-stream": 1.5}
+FIRST_TOKEN = b"word0"  # the fake's first text chunk
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint of one server: URL, body, headers, and how a complete answer ends."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    tail: bytes | None
+    streaming: bool
+
+
+def v1_body(*, stream: bool) -> bytes:
+    """An OpenAI-shaped request naming the bench specialist, with the same conversation."""
+    messages = [*HISTORY, {"role": "user", "content": MESSAGE}]
+    body: dict[str, Any] = {"model": SPECIALIST_ID, "messages": messages}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return json.dumps(body).encode()
+
+
+def portal_env(tmp: Path, base: str, jwks: dict[str, Any], **extra: str) -> dict[str, str]:
+    """The portal's environment with every feature on."""
+    return child_env(
+        ENVIRONMENT="development", OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY,
+        DATABASE_URL=f"sqlite:///{tmp / 'portal.db'}", USAGE_SPOOL_DIR=str(tmp / "spool"),
+        SPECIALISTS_FILE=str(tmp / "specialists.yaml"), SPECIALISTS_SOURCE="database",
+        AUTH_MODE="jwt", JWT_STATIC_JWKS=json.dumps(jwks), JWT_ISSUER=ISSUER,
+        JWT_AUDIENCE=AUDIENCE, BUDGET_BACKEND="memory", BUDGET_USER_USD="1000000",
+        BUDGETS=json.dumps({"portal": 1e9}), METRICS_ENABLED="true", PII_DEFAULT_MODE="mask",
+        RATE_LIMIT_REQUESTS=str(10**12), RATE_LIMIT_WINDOW_SECONDS="3600",
+        LOG_LEVEL="WARNING", **extra,
+    )
+
+
+def endpoints(port: int, headers: dict[str, str], *, portal: bool) -> dict[str, Endpoint]:
+    """The four endpoints of a portal or relay listening on `port`."""
+    root = f"http://127.0.0.1:{port}"
+    send_tail = b'"request_id"' if portal else None
+    stream_tail = b'"is_final":true' if portal else b"data: [DONE]"
+    return {
+        "send": Endpoint(f"{root}/chat/send", chat_body(), headers, send_tail, False),
+        "stream": Endpoint(f"{root}/chat/stream", chat_body(), headers, stream_tail, True),
+        "v1": Endpoint(f"{root}/v1/chat/completions", v1_body(stream=False), headers,
+                       b'"usage"', False),
+        "v1-stream": Endpoint(f"{root}/v1/chat/completions", v1_body(stream=True), headers,
+                              b"data: [DONE]", True),
+    }
+
+
+def start_fake(children: Children, tmp: Path) -> str:
+    """The fake upstream; its base URL. Also writes the specialists file."""
+    fake = free_port()
+    children.start("fake", [sys.executable, "-m", "bench.bench_chat", "fake", "--port",
+                            str(fake), "--chunks", "20"], child_env())
+    (tmp / "specialists.yaml").write_text(specialists_yaml())
+    wait_http(children, f"http://127.0.0.1:{fake}/health")
+    return f"http://127.0.0.1:{fake}/v1"
+
+
+def start_portal(
+    children: Children, name: str, tmp: Path, base: str, jwks: dict[str, Any], workers: int = 1
+) -> int:
+    """A portal with every feature on; its port."""
+    port = free_port()
+    args = uvicorn_args("backend.main:app", port)
+    args[args.index("--workers") + 1] = str(workers)
+    extra = {}
+    if workers > 1:  # metrics across workers need prometheus-client's shared directory
+        (tmp / f"prom-{name}").mkdir()
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / f"prom-{name}")
+    folder = tmp / name
+    folder.mkdir()
+    (folder / "specialists.yaml").write_text(specialists_yaml())
+    children.start(name, args, portal_env(folder, base, jwks, **extra))
+    wait_http(children, f"http://127.0.0.1:{port}/health", timeout=60)
+    return port
+
+
+def start_all(children: Children, tmp: Path) -> tuple[dict[str, dict[str, Endpoint]], str]:
+    """Fake, relay and portal (and LiteLLM's proxy if installed); endpoints per server."""
+    base = start_fake(children, tmp)
+    jwks, token = signing_material()
+    relay = free_port()
+    children.start("relay", uvicorn_args("bench.passthrough:app", relay), child_env(
+        OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY, PASSTHROUGH_SPECIALIST=json.dumps(SPECIALIST),
+    ))
+    wait_http(children, f"http://127.0.0.1:{relay}/health")
+    portal = start_portal(children, "portal", tmp, base, jwks)
+    auth = {"Authorization": f"Bearer {token}"}
+    servers = {"relay": endpoints(relay, {}, portal=False),
+               "portal": endpoints(portal, auth, portal=True)}
+    litellm = "installed" if _installed("litellm") else "not installed: skipped"
+    return servers, litellm
+
+
+def _installed(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def load(ep: Endpoint, concurrency: int, duration: float, **kw: Any) -> dict[str, Any]:
+    """One load point against one endpoint."""
+    return run_load(ep.url, ep.body, concurrency=concurrency, duration=duration,
+                    headers=ep.headers, expect_tail=ep.tail,
+                    first=FIRST_TOKEN if ep.streaming else None, **kw)
+
+
+def point(ep: Endpoint, pid: int, args: argparse.Namespace) -> dict[str, float]:
+    """req/s and CPU per request at full concurrency; p50 (and first token) at concurrency 1."""
+    before = cpu_seconds(pid)
+    busy = load(ep, args.concurrency, args.duration)
+    cpu = cpu_seconds(pid) - before
+    idle = load(ep, 1, args.duration)
+    errors = busy["errors"] + idle["errors"]
+    if errors:
+        print(f"  ! {ep.url}: {errors} errors, first: {busy['first_error'] or idle['first_error']}")
+    return {"rps": busy["rps"], "cpu_us": 1e6 * cpu / max(1, busy["requests"]),
+            "p50": idle["p50_ms"], "ttft": idle.get("ttft_p50_ms", float("nan")),
+            "errors": errors}
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Relay vs portal, every endpoint, rounds in alternating order; print the tables."""
+    print(f"bench_lean: concurrency {args.concurrency} and 1, {args.duration:g} s per point, "
+          f"{args.rounds} round(s), 2 servers x {len(ENDPOINTS)} endpoints")
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_lean_") as tmp_name, sigterm_as_exit():
+        children = Children(Path(tmp_name))
+        try:
+            servers, litellm = start_all(children, Path(tmp_name))
+            print(f"LiteLLM proxy: {litellm}")
+            pids = {name: children.pid(name) for name in servers}
+            for name in servers:  # warm both (the first JWT verification, pools, caches)
+                for ep in servers[name].values():
+                    load(ep, args.concurrency, args.warmup)
+            for round_no in range(args.rounds):
+                order = ("relay", "portal") if round_no % 2 == 0 else ("portal", "relay")
+                for endpoint in ENDPOINTS:
+                    for name in order:
+                        p = point(servers[name][endpoint], pids[name], args)
+                        samples.setdefault((endpoint, name), []).append(p)
+                    r, p = samples[(endpoint, "relay")][-1], samples[(endpoint, "portal")][-1]
+                    print(f"  round {round_no + 1} {endpoint:9} relay {r['rps']:6.0f} req/s "
+                          f"{r['cpu_us']:5.0f} us  portal {p['rps']:6.0f} req/s "
+                          f"{p['cpu_us']:5.0f} us  ratio {p['rps'] / max(r['rps'], 1e-9):6.1%}"
+                          f"  added p50 {p['p50'] - r['p50']:+5.2f} ms", flush=True)
+        finally:
+            children.stop_all()
+    return 1 if report(samples, args) and args.check else 0
+
+
+def _stats(values: list[float], fmt: str) -> str:
+    return (f"{format(statistics.median(values), fmt)} "
+            f"[{format(min(values), fmt)} .. {format(max(values), fmt)}]")
+
+
+def report(samples: dict[tuple[str, str], list[dict[str, float]]],
+           args: argparse.Namespace) -> list[str]:
+    """The table: per endpoint, median [min .. max] over rounds; returns what missed."""
+    missed: list[str] = []
+    print(f"\nmedian [min .. max] over {args.rounds} rounds; ratios and differences taken "
+          "within each round")
+    print(f"{'endpoint':10} {'relay req/s':>12} {'portal req/s':>13} "
+          f"{'portal/relay @' + str(args.concurrency):>24} {'CPU us/req relay':>17} "
+          f"{'portal':>7} {'added p50 ms @1':>22} {'added TTFT ms @1':>22}")
+    errors = 0
+    for endpoint in ENDPOINTS:
+        relay, portal = samples[(endpoint, "relay")], samples[(endpoint, "portal")]
+        ratio = [p["rps"] / max(r["rps"], 1e-9) for r, p in zip(relay, portal, strict=True)]
+        added = [p["p50"] - r["p50"] for r, p in zip(relay, portal, strict=True)]
+        ttft = [p["ttft"] - r["ttft"] for r, p in zip(relay, portal, strict=True)]
+        errors += int(sum(s["errors"] for s in relay + portal))
+        late = statistics.median(ttft if endpoint.endswith("stream") else added)
+        ttft_text = _stats(ttft, "+.2f") if endpoint.endswith("stream") else "-"
+        print(f"{endpoint:10} {statistics.median(s['rps'] for s in relay):12.0f} "
+              f"{statistics.median(s['rps'] for s in portal):13.0f} "
+              f"{_stats([100 * x for x in ratio], '.1f'):>24} "
+              f"{statistics.median(s['cpu_us'] for s in relay):17.0f} "
+              f"{statistics.median(s['cpu_us'] for s in portal):7.0f} "
+              f"{_stats(added, '+.2f'):>22} {ttft_text:>22}")
+        if statistics.median(ratio) < TARGET_RATIO:
+            missed.append(f"{endpoint} req/s")
+        if late > TARGET_ADDED_MS[endpoint]:
+            missed.append(f"{endpoint} latency")
+    print(f"\ntargets: portal/relay >= {TARGET_RATIO:.0%}; added p50 <= 1.0 ms (send, v1), "
+          f"added time to first token <= 1.5 ms (streams)")
+    print(f"missed: {', '.join(missed) or 'none'}; load errors: {errors}")
+    return missed + (["errors"] if errors else [])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (Linux /proc), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(args: argparse.Namespace) -> int:
+    """RSS of the everything-on portal after 10,000 requests and at checkpoints to --requests."""
+    checkpoints = sorted({10_000, *range(50_000, args.requests + 1, 50_000), args.requests})
+    print(f"bench_lean memory: {args.requests} requests over the four endpoints in turn, "
+          f"concurrency {args.concurrency}; RSS at {checkpoints}")
+    with tempfile.TemporaryDirectory(prefix="bench_lean_mem_") as tmp_name, sigterm_as_exit():
+        tmp = Path(tmp_name)
+        children = Children(tmp)
+        try:
+            base = start_fake(children, tmp)
+            jwks, token = signing_material()
+            port = start_portal(children, "portal", tmp, base, jwks)
+            eps = list(endpoints(port, {"Authorization": f"Bearer {token}"}, portal=True).values())
+            pid, done, errors, started = children.pid("portal"), 0, 0, time.monotonic()
+            rss: dict[int, int] = {}
+            for checkpoint in checkpoints:
+                while done < checkpoint:  # blocks of 2,500 requests, endpoint by endpoint
+                    ep = eps[(done // 2500) % len(eps)]
+                    batch = min(2500, checkpoint - done)
+                    got = load(ep, args.concurrency, 600, max_requests=batch)
+                    done += batch
+                    errors += got["errors"]
+                rss[checkpoint] = rss_kib(pid)
+                print(f"  {checkpoint:7} requests: RSS {rss[checkpoint] / 1024:7.1f} MiB "
+                      f"({time.monotonic() - started:.0f} s)", flush=True)
+        finally:
+            children.stop_all()
+    growth = rss[checkpoints[-1]] / rss[10_000] - 1
+    verdict = "ok" if abs(growth) <= 0.10 else "OVER TARGET"
+    print(f"RSS {checkpoints[-1]} vs 10000 requests: {growth:+.1%} (target within 10 %): "
+          f"{verdict}; load errors: {errors}")
+    return 1 if args.check and (verdict != "ok" or errors) else 0
+
+
+def workers(args: argparse.Namespace) -> int:
+    """/chat/send req/s of the everything-on portal with --workers 2 against 1."""
+    cores = os.cpu_count()
+    print(f"bench_lean workers: /chat/send at concurrency {args.concurrency}, {args.rounds} "
+          f"round(s) of {args.duration:g} s; {cores} CPU(s), shared with the fake upstream "
+          "and the load client")
+    ratios: list[float] = []
+    rps: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory(prefix="bench_lean_w_") as tmp_name, sigterm_as_exit():
+        tmp = Path(tmp_name)
+        children = Children(tmp)
+        try:
+            base = start_fake(children, tmp)
+            jwks, token = signing_material()
+            auth = {"Authorization": f"Bearer {token}"}
+            eps = {n: endpoints(start_portal(children, f"w{n}", tmp, base, jwks, workers=n),
+                                auth, portal=True)["send"] for n in (1, 2)}
+            for ep in eps.values():
+                load(ep, args.concurrency, args.warmup)
+            for round_no in range(args.rounds):
+                order = (1, 2) if round_no % 2 == 0 else (2, 1)
+                got = {n: load(eps[n], args.concurrency, args.duration)["rps"] for n in order}
+                for n in order:
+                    rps[n].append(got[n])
+                ratios.append(got[2] / max(got[1], 1e-9))
+                print(f"  round {round_no + 1}: 1 worker {got[1]:6.0f} req/s, 2 workers "
+                      f"{got[2]:6.0f} req/s, 2/1 {ratios[-1]:.2f}x", flush=True)
+        finally:
+            children.stop_all()
+    print(f"median req/s: 1 worker {statistics.median(rps[1]):.0f}, 2 workers "
+          f"{statistics.median(rps[2]):.0f}; 2/1 median {statistics.median(ratios):.2f}x "
+          f"[{min(ratios):.2f}x .. {max(ratios):.2f}x]")
+    return 0
+
+
+def main() -> None:
+    """Command line: `python -m bench.bench_lean --help`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", nargs="?", default="compare",
+                        choices=["compare", "memory", "workers"])
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per point")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds per endpoint, once")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; median")
+    parser.add_argument("--concurrency", type=int, default=None, help="16 (workers: 32)")
+    parser.add_argument("--requests", type=int, default=200_000, help="memory: total requests")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args()
+    if args.concurrency is None:
+        args.concurrency = 32 if args.mode == "workers" else 16
+    run = {"compare": compare, "memory": memory, "workers": workers}[args.mode]
+    try:
+        sys.exit(run(args))
+    except KeyboardInterrupt:  # every child was stopped in a `finally` by now
+        print("\ninterrupted; all bench processes stopped", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
