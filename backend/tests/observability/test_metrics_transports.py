@@ -190,16 +190,21 @@ async def test_a_client_leaving_mid_stream_is_client_disconnected(portal: Portal
     assert m.value("portal_time_to_first_token_seconds_count") == 1
 
 
+async def records_reach(portal: Portal, result: str, count: int) -> Any:
+    """The scrape once the usage writer has reported `count` records with `result`."""
+    deadline = time.monotonic() + 10
+    while True:
+        m = await scrape(portal.client)
+        if m.value("portal_usage_records_total", result=result) >= count:
+            return m
+        assert time.monotonic() < deadline, f"the writer did not report {count} {result}"
+        await asyncio.sleep(0.05)
+
+
 async def test_the_usage_writer_counts_what_it_wrote(portal: Portal) -> None:
     for _ in range(3):
         assert (await portal.client.post("/chat/send", json=ask())).status_code == 200
-    deadline = time.monotonic() + 5
-    while True:
-        m = await scrape(portal.client)
-        if m.value("portal_usage_records_total", result="written") >= 3:
-            break
-        assert time.monotonic() < deadline, "the writer did not report"
-        await asyncio.sleep(0.05)
+    m = await records_reach(portal, "written", 3)
     assert m.value("portal_usage_records_total", result="written") == 3
     assert m.value("portal_usage_records_total", result="spooled") == 0
     assert m.value("portal_usage_batch_seconds_count") >= 1
@@ -363,13 +368,7 @@ async def test_records_spooled_while_the_database_is_away_are_counted(
     )
     for _ in range(2):
         assert (await portal.client.post("/chat/send", json=ask())).status_code == 200
-    deadline = time.monotonic() + 10
-    while True:
-        m = await scrape(portal.client)
-        if m.value("portal_usage_records_total", result="spooled") >= 2:
-            break
-        assert time.monotonic() < deadline, "the writer did not report the spool"
-        await asyncio.sleep(0.1)
+    m = await records_reach(portal, "spooled", 2)
     assert m.value("portal_usage_records_total", result="spooled") == 2
     assert m.value("portal_usage_records_total", result="written") == 0
     assert m.value("portal_usage_spool_records") == 2
