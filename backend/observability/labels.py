@@ -3,7 +3,7 @@ or a fixed set. Anything else becomes `other`, so no request can add a series.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any, Final
 
 ATTEMPT_RESULTS: Final = (
@@ -68,3 +68,26 @@ def attempt_result(exc: BaseException | None) -> str:
     if isinstance(exc, GeneratorExit) or type(exc).__name__ == "CancelledError":
         return "cancelled"
     return "error"
+
+
+_CACHE_LIMIT = 10_000  # label children kept per instrument; past it, looked up each time
+
+
+class LabelChildren:
+    """Label children of one instrument, cached by raw label values (one dict lookup)."""
+
+    __slots__ = ("_cache", "_metric", "_normalise")
+
+    def __init__(self, metric: Any, normalise: Callable[..., tuple[str, ...]]) -> None:
+        self._metric = metric
+        self._normalise = normalise
+        self._cache: dict[Hashable, Any] = {}
+
+    def get(self, *raw: Any) -> Any:
+        """The child for these raw values (normalised into the label set on first use)."""
+        child = self._cache.get(raw)
+        if child is None:
+            child = self._metric.labels(*self._normalise(*raw))
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[raw] = child
+        return child

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from backend.guard.kinds import ALL_TYPES as PII_KINDS
-from backend.observability.labels import LabelSets, label_sets
+from backend.observability.labels import LabelChildren, LabelSets, label_sets
 from backend.observability.multiprocess import prepare_directory
 
 log = logging.getLogger(__name__)
@@ -59,32 +59,9 @@ RATE_LIMIT_SCOPES: Final = ("ip", "user", "specialist")
 USAGE_RESULTS: Final = ("written", "spooled", "rejected")
 
 _CHAT = ("specialist", "provider", "model")
-_CACHE_LIMIT = 10_000  # label children kept per instrument; past it, looked up each time
-
-
 def multiprocess_mode() -> bool:
     """Whether prometheus-client writes values to PROMETHEUS_MULTIPROC_DIR (set at import)."""
     return bool(getattr(prometheus_values.ValueClass, "_multiprocess", False))
-
-
-class _Children:
-    """Label children of one instrument, cached by raw label values (one dict lookup)."""
-
-    __slots__ = ("_cache", "_metric", "_normalise")
-
-    def __init__(self, metric: Any, normalise: Callable[..., tuple[str, ...]]) -> None:
-        self._metric = metric
-        self._normalise = normalise
-        self._cache: dict[Hashable, Any] = {}
-
-    def get(self, *raw: Any) -> Any:
-        """The child for these raw values (normalised into the label set on first use)."""
-        child = self._cache.get(raw)
-        if child is None:
-            child = self._metric.labels(*self._normalise(*raw))
-            if len(self._cache) < _CACHE_LIMIT:
-                self._cache[raw] = child
-        return child
 
 
 class PortalMetrics:
@@ -177,18 +154,18 @@ class PortalMetrics:
 
     def _prepare_chat_children(self) -> None:
         chat = self._chat_labels
-        self._requests = _Children(self.requests, lambda t, s, p, m, o: (*chat(t, s, p, m), o))
-        self._duration = _Children(self.duration, chat)
-        self._ttft = _Children(self.ttft, chat)
-        self._cost = _Children(self.cost, lambda s, p, m: chat("", s, p, m)[1:])
-        self._tokens = _Children(
+        self._requests = LabelChildren(self.requests, lambda t, s, p, m, o: (*chat(t, s, p, m), o))
+        self._duration = LabelChildren(self.duration, chat)
+        self._ttft = LabelChildren(self.ttft, chat)
+        self._cost = LabelChildren(self.cost, lambda s, p, m: chat("", s, p, m)[1:])
+        self._tokens = LabelChildren(
             self.tokens, lambda s, p, m, kind: (*chat("", s, p, m)[1:], kind)
         )
         labels = self.labels
-        self._attempts = _Children(
+        self._attempts = LabelChildren(
             self.attempts, lambda p, m, r: (labels.provider(p), labels.model(m), r)
         )
-        self._fallbacks = _Children(
+        self._fallbacks = LabelChildren(
             self.fallbacks, lambda a, b: (labels.provider(a), labels.provider(b))
         )
 
