@@ -20,7 +20,7 @@ from backend.auth.errors import Forbidden
 from backend.auth.identity import Identity
 from backend.auth.policy import may_mint_keys
 from backend.database.audit_hook import AuditHook
-from backend.governance.audit import Actor, audited
+from backend.governance.audit import Actor, AuditEvent, append
 
 router = APIRouter(tags=["api-keys"])
 # Listed in /openapi.json only while some admin can exist (require_admin answers 404 otherwise).
@@ -152,8 +152,9 @@ def _audit(request: Request, actor: Identity, action: str) -> AuditHook:
     async def hook(
         conn: AsyncConnection, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
     ) -> object:
-        target = f"api_key/{(after or before or {}).get('id')}"
+        target = f"api_key/{(after or before or {}).get('id')}"  # a new key's id is made inside
         request_id = getattr(request.state, "request_id", None)
-        return await audited(Actor.of(actor), action, target, request_id)(conn, before, after)
+        return await append(conn, AuditEvent(Actor.of(actor), action, target, before, after,
+                                             request_id))
 
     return hook
