@@ -9,12 +9,12 @@ Pure ASGI rather than BaseHTTPMiddleware so streamed bodies pass through untouch
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.observability import logs
+from backend.usage.ids import new_id
 
 
 class RequestContextMiddleware:
@@ -31,7 +31,7 @@ class RequestContextMiddleware:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["received_at"] = received_at = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = new_id()
         state["request_id"] = request_id
         logs.request_id.set(request_id)  # every line this request causes carries it
         status = [500]  # what went out; 500 if the app raised before answering

@@ -50,6 +50,7 @@ class PreparedChat:
 
     context: RequestContext
     specialist: Specialist
+    specialist_id: str  # str(specialist.id), made once: a request reads it half a dozen times
     provider: Provider
     request: CompletionRequest
     fallbacks: tuple[Route, ...] = ()

@@ -100,7 +100,7 @@ class ChatService:
         With `trial`, its (not yet live) version answers instead, with no group check.
         """
         specialist = trial.specialist if trial else self._specialists.get(body.specialist_id)
-        context.specialist_id = str(specialist.id)
+        context.specialist_id = specialist_id = str(specialist.id)
         identity = context.identity
         if trial is None and identity is not None and not may_use(identity, specialist):
             raise Forbidden("this specialist is restricted to some groups, not yours")
@@ -124,7 +124,8 @@ class ChatService:
         if self._guard is not None:  # on every way in, before anything can go upstream
             request, pii = protect(self._guard, request, specialist.pii)
         return PreparedChat(
-            context, specialist, provider, request, fallbacks, pii, trial=trial is not None
+            context, specialist, specialist_id, provider, request, fallbacks, pii,
+            trial=trial is not None,
         )
 
     async def send(self, chat: PreparedChat) -> ChatResponse:
@@ -155,7 +156,7 @@ class ChatService:
             record = self._record(chat, outcome, streamed=False)
         return ChatResponse(
             content=chat.pii.restore(completion.text),
-            specialist_id=str(chat.specialist.id),
+            specialist_id=chat.specialist_id,
             specialist_name=chat.specialist.name,
             provider=record.provider,
             model=outcome.model,
@@ -206,7 +207,7 @@ class ChatService:
         outcome = Outcome(model=chat.request.model, provider=chat.provider.name)
         if self.tracing is not None:
             outcome.span = self.tracing.start_chat(
-                model=chat.request.model, specialist_id=str(chat.specialist.id),
+                model=chat.request.model, specialist_id=chat.specialist_id,
                 specialist_version=chat.specialist.version, transport=chat.context.transport,
                 request_id=chat.context.request_id,
                 request=chat.request,
@@ -236,7 +237,7 @@ class ChatService:
             Quote(r.target.provider, r.model, r.max_output_tokens or 0) for r in chat.fallbacks
         ]
         return await self._ledger.reserve(
-            identity=chat.context.identity, specialist_id=str(chat.specialist.id),
+            identity=chat.context.identity, specialist_id=chat.specialist_id,
             request=request, quotes=quotes, note=chat.context.budget,
         )
 
@@ -275,7 +276,7 @@ class ChatService:
             request_id=context.request_id,
             timestamp=datetime.now(UTC),
             user_email_hash=context.user_email_hash,
-            specialist_id=str(chat.specialist.id),
+            specialist_id=chat.specialist_id,
             specialist_name=chat.specialist.name,
             provider=provider,
             model=outcome.model,

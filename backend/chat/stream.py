@@ -79,7 +79,7 @@ class ChatStream:
         if metrics.enabled:
             context, outcome = self.chat.context, self.outcome
             metrics.first_token(
-                context.transport, str(self.chat.specialist.id), outcome.provider,
+                context.transport, self.chat.specialist_id, outcome.provider,
                 outcome.requested_model or outcome.model,
                 time.perf_counter() - context.received_at,
             )

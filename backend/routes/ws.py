@@ -24,7 +24,6 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +45,7 @@ from backend.errors import InvalidRequest, PortalError
 from backend.observability import logs
 from backend.providers.base import TextDelta
 from backend.ratelimit.base import RateDecision
+from backend.usage.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def chat_ws(websocket: WebSocket) -> None:
 async def refuse(websocket: WebSocket, exc: PortalError) -> None:
     """Tell the client why (an error message with its HTTP status), then close 1008."""
     try:
-        await websocket.send_text(orjson.dumps(error_message(exc, uuid.uuid4().hex)).decode())
+        await websocket.send_text(orjson.dumps(error_message(exc, new_id())).decode())
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=exc.code)
     except _Gone:
         pass
@@ -241,7 +241,7 @@ class ChatSocket:
         )
         self._services.metrics.chat_refused("ws", None, "rate_limited")
         try:
-            await self._send(error_message(refused, uuid.uuid4().hex, status=429))
+            await self._send(error_message(refused, new_id(), status=429))
         except _Gone:
             return False
         return True
@@ -266,7 +266,7 @@ class ChatSocket:
 
     async def _turn(self, incoming: _Incoming) -> None:
         """Answer one message; every failure becomes an error message on the same socket."""
-        request_id = uuid.uuid4().hex
+        request_id = new_id()
         logs.request_id.set(request_id)  # this message's lines carry its own id
         self._ws.state.chat_context = None  # this turn's, once built
         try:

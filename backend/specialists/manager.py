@@ -81,7 +81,9 @@ class SpecialistManager:
 
     def get(self, specialist_id: str) -> Specialist:
         """The enabled specialist with this id; `SpecialistNotFound` otherwise."""
-        specialist = self._snapshot.by_id.get(_normalise(specialist_id))
+        by_id = self._snapshot.by_id
+        # The canonical spelling first: what front ends send, without parsing a UUID.
+        specialist = by_id.get(specialist_id) or by_id.get(_normalise(specialist_id))
         if specialist is None or not specialist.enabled:
             raise SpecialistNotFound(f"no enabled specialist with id {specialist_id!r}")
         return specialist
