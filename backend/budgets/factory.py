@@ -29,6 +29,7 @@ async def build_ledger(
         store = RedisBudgetStore(
             settings.redis_url, prefix=settings.budget_redis_prefix,
             alert_percent=settings.budget_alert_percent,
+            timeout=settings.budget_redis_timeout_seconds,
         )
     else:
         store = MemoryBudgetStore(alert_percent=settings.budget_alert_percent)

@@ -297,6 +297,8 @@ class Settings(BaseSettings):
     # A reservation its worker never settled (the worker died) is dropped after this long.
     budget_reservation_ttl_seconds: float = Field(default=900.0, ge=10)
     budget_redis_prefix: str = "budget:"
+    # Bound on one budget round trip to Redis; past it the request is refused (503).
+    budget_redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
 
     @field_validator(
         "auth_mode", "oidc_issuer", "jwt_jwks_url", "jwt_issuer", "jwt_audience",

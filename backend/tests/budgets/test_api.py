@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from backend.tests.budgets.helpers import (
 )
 from backend.tests.chat.conftest import SPECIALISTS, Portal
 from backend.tests.ratelimit.servers import burst
+from backend.tests.support import silent_server
 from backend.tests.usage.helpers import eventually
 
 NANO = 1e-9
@@ -299,3 +301,22 @@ async def test_an_unreachable_redis_fails_closed_only_where_a_budget_exists(
         "/chat/send", content=chat(), headers=headers("k@x.com"))
     assert refused.status_code == 503 and refused.json()["error"] == "budget_unavailable"
     assert len(budgeted.fakes["openai"].requests) == 0
+
+
+async def test_a_hung_redis_refuses_a_budgeted_request_within_its_timeout(
+    portal_factory: Any,
+) -> None:
+    # Redis accepts the connection and never answers: BUDGET_REDIS_TIMEOUT_SECONDS bounds
+    # the wait, then the request fails closed (the default 1 s would take a second or more).
+    async with silent_server() as port:
+        portal = await portal_with(
+            portal_factory, redis_url=f"redis://127.0.0.1:{port}/0", budget_user_usd=5.0,
+            rate_limit_backend="memory", budget_redis_timeout_seconds=0.2,
+        )
+        started = time.perf_counter()
+        refused = await portal.client.post(
+            "/chat/send", content=chat(), headers=headers("hung@x.com"))
+        waited = time.perf_counter() - started
+    assert refused.status_code == 503 and refused.json()["error"] == "budget_unavailable"
+    assert len(portal.fakes["openai"].requests) == 0
+    assert 0.2 <= waited < 0.9

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from backend.ratelimit.base import BackendUnavailable, Bucket
 from backend.ratelimit.redis import RedisRateLimiter
+from backend.tests.support import silent_server
 
 
 class Relay:
@@ -49,30 +50,6 @@ class Relay:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-@contextlib.asynccontextmanager
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts connections and never answers: a hung Redis."""
-
-    writers: list[asyncio.StreamWriter] = []
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        with contextlib.suppress(ConnectionError):
-            while await reader.read(65536):
-                pass
-        writer.close()
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for writer in writers:
-            writer.close()
-        await server.wait_closed()
-        await asyncio.sleep(0)  # let the transports finish closing
 
 
 def bucket(key: str, capacity: int = 3, window: float = 30) -> Bucket:
