@@ -81,9 +81,14 @@ class Hold:
 def input_bound(request: CompletionRequest, overhead: int) -> int:
     """Input tokens the provider cannot exceed: a token covers at least one UTF-8 byte, and
     each message (and the system prompt) gets `overhead` tokens for its role and framing."""
-    total = len(request.system.encode()) if request.system else 0
-    total += sum(len(m.content.encode()) for m in request.messages)
+    total = _utf8_length(request.system) if request.system else 0
+    total += sum(_utf8_length(m.content) for m in request.messages)
     return total + overhead * (len(request.messages) + 1)
+
+
+def _utf8_length(text: str) -> int:
+    # isascii() reads a flag CPython keeps on every str: ASCII text needs no encoded copy.
+    return len(text) if text.isascii() else len(text.encode())
 
 
 class Ledger:

@@ -17,7 +17,7 @@ from backend.auth.identity import Identity
 from backend.budgets.alerts import BudgetAlerts
 from backend.budgets.base import BudgetStore, to_nano
 from backend.budgets.errors import BudgetExceeded
-from backend.budgets.ledger import Ledger, Quote
+from backend.budgets.ledger import Ledger, Quote, input_bound
 from backend.budgets.memory import MemoryBudgetStore
 from backend.budgets.periods import period_at
 from backend.budgets.policy import BudgetPolicy
@@ -144,3 +144,12 @@ async def test_counters_are_rebuilt_from_usage_log_after_redis_loses_them(
 async def _spent(book: Ledger) -> dict[str, float]:
     _, states = await book.status(USER)
     return {s.charge.scope: round(s.spent / 1e9, 9) for s in states if s.charge.name != "ops"}
+
+
+def test_the_input_bound_counts_utf8_bytes_of_every_message_and_the_system_prompt() -> None:
+    # A token covers at least one UTF-8 byte: "é" is 2 bytes, the emoji 4, ASCII 1 each.
+    request = CompletionRequest(
+        model="m", system="sé", messages=(Message("user", "a😀"), Message("assistant", "ok")),
+    )
+    assert input_bound(request, 0) == 3 + 5 + 2
+    assert input_bound(request, 16) == 3 + 5 + 2 + 16 * 3  # two messages and the system prompt
