@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -278,6 +279,68 @@ def rounds_main(
     except KeyboardInterrupt:  # `run` has stopped every child in its `finally` by now
         print("\ninterrupted; all bench processes stopped", file=sys.stderr)
         sys.exit(130)
+
+
+DEMO_SPECIALIST = "d0000000-0000-4000-8000-00000000de01"
+
+
+def paired_cpu(
+    variants: Mapping[str, Mapping[str, Any]], *, blocks: int, per_block: int, message: str,
+    endpoints: Sequence[str] = ("send", "stream"), headers: Mapping[str, str] | None = None,
+) -> dict[str, list[float]]:
+    """CPU us per request of one app per variant (settings overrides), all in this process,
+    in blocks of `per_block` requests that rotate between them; keys "endpoint variant".
+
+    Every app shares the process, the event loop and the machine's state at each moment, so
+    a neighbour's burst hits each side of a pair alike. The demo provider makes the portal's
+    own work the whole of each request, so a variant's cost ratio is an upper bound.
+    """
+    import logging
+
+    import httpx
+
+    from backend.main import create_app
+    from backend.tests.support import make_settings
+
+    logging.disable(logging.WARNING)
+    names = list(variants)
+
+    async def run_blocks(tmp: Path) -> dict[str, list[float]]:
+        (tmp / "specialists.yaml").write_text(
+            f'{{"specialists": [{{"id": "{DEMO_SPECIALIST}", "name": "d", "provider": "demo", '
+            f'"model": "demo-echo"}}]}}'
+        )
+        costs: dict[str, list[float]] = {}
+        body = {"specialist_id": DEMO_SPECIALIST, "message": message}
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {}
+            for name in names:
+                (tmp / name).mkdir()
+                app = create_app(make_settings(
+                    tmp / name, rate_limit_requests=10**12,
+                    specialists_file=tmp / "specialists.yaml", **variants[name],
+                ))
+                await stack.enter_async_context(app.router.lifespan_context(app))
+                clients[name] = await stack.enter_async_context(httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://portal",
+                    headers=dict(headers or {}),
+                ))
+            for block in range(blocks + 1):
+                shift = block % len(names)
+                for endpoint in endpoints:
+                    for name in names[shift:] + names[:shift]:
+                        started = time.process_time()
+                        for _ in range(per_block):
+                            response = await clients[name].post(f"/chat/{endpoint}", json=body)
+                            assert response.status_code == 200, response.text
+                        if block:  # block 0 warms every app up
+                            costs.setdefault(f"{endpoint} {name}", []).append(
+                                (time.process_time() - started) / per_block * 1e6
+                            )
+        return costs
+
+    with tempfile.TemporaryDirectory(prefix="bench_paired_") as tmp_name:
+        return asyncio.run(run_blocks(Path(tmp_name)))
 
 
 def _main() -> None:

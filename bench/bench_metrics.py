@@ -15,14 +15,20 @@ metrics cost at most 5 %).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench._common import Children, child_env, free_port, sigterm_as_exit, wait_http
+from bench._common import (
+    Children,
+    child_env,
+    free_port,
+    paired_cpu,
+    sigterm_as_exit,
+    wait_http,
+)
 from bench.bench_chat import (
     API_KEY,
     ENDPOINTS,
@@ -191,59 +197,12 @@ def hook_cost_us(n: int = 20_000) -> float:
 
 
 def paired(blocks: int, per_block: int) -> dict[str, list[float]]:
-    """CPU per request of two apps in one process, metrics on and off, in alternating blocks.
-
-    Both apps share the process, the event loop and the machine's state at each moment, so
-    a neighbour's burst hits both sides of a pair; the demo provider makes the portal's own
-    work the whole of each request, so the ratio is an upper bound for real upstreams.
-    """
-    import asyncio
-    import logging
-
-    import httpx
-
-    from backend.main import create_app
-    from backend.tests.support import make_settings
-
-    logging.disable(logging.WARNING)
-    demo = "d0000000-0000-4000-8000-00000000de01"
-
-    async def run_pairs(tmp: Path) -> dict[str, list[float]]:
-        (tmp / "specialists.yaml").write_text(
-            f'{{"specialists": [{{"id": "{demo}", "name": "d", "provider": "demo", '
-            f'"model": "demo-echo"}}]}}'
-        )
-        costs: dict[str, list[float]] = {}
-        apps = {}
-        for name, enabled in (("metrics_off", False), ("metrics_on", True)):
-            (tmp / name).mkdir()
-            apps[name] = create_app(make_settings(
-                tmp / name, metrics_enabled=enabled, rate_limit_requests=10**12,
-                specialists_file=tmp / "specialists.yaml",
-            ))
-        body = {"specialist_id": demo, "message": MESSAGE}
-        async with contextlib.AsyncExitStack() as stack:
-            clients = {}
-            for name, app in apps.items():
-                await stack.enter_async_context(app.router.lifespan_context(app))
-                clients[name] = await stack.enter_async_context(httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://portal"
-                ))
-            for block in range(blocks + 1):
-                for endpoint in ENDPOINTS:
-                    for name in (list(clients) if block % 2 else list(reversed(clients))):
-                        started = time.process_time()
-                        for _ in range(per_block):
-                            response = await clients[name].post(f"/chat/{endpoint}", json=body)
-                            assert response.status_code == 200
-                        if block:  # block 0 warms both up
-                            costs.setdefault(f"{endpoint} {name}", []).append(
-                                (time.process_time() - started) / per_block * 1e6
-                            )
-        return costs
-
-    with tempfile.TemporaryDirectory(prefix="bench_metrics_paired_") as tmp_name:
-        return asyncio.run(run_pairs(Path(tmp_name)))
+    """CPU per request of two apps in one process, metrics on and off, in alternating blocks
+    (see `paired_cpu`)."""
+    return paired_cpu(
+        {"metrics_off": {"metrics_enabled": False}, "metrics_on": {"metrics_enabled": True}},
+        blocks=blocks, per_block=per_block, message=MESSAGE, endpoints=ENDPOINTS,
+    )
 
 
 def report_paired(costs: dict[str, list[float]]) -> None:

@@ -98,8 +98,12 @@ class MemoryBudgetStore:
         """`settle`, at once: nothing here needs to wait."""
         self._drop(reservation)
         crossed = []
+        counters = self._counters
         for charge in charges:
-            counter = self._counters.setdefault((period.id, charge.field), _Counter())
+            key = (period.id, charge.field)
+            counter = counters.get(key)
+            if counter is None:  # not setdefault: that builds a _Counter on every call
+                counter = counters[key] = _Counter()
             counter.spent += cost
             if counter.alerted:
                 continue
