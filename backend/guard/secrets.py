@@ -81,12 +81,18 @@ SECRET_PATTERNS: list[SecretPattern] = [
 
 
 # Every hint once: one substring test each per text (in C), and most texts stop there.
+# Those with an `_` (GitHub's, Stripe's, the portal's own) are looked for only in text that
+# has one, which prose and finance text rarely do: one memchr spares them all.
 _HINTS = tuple(dict.fromkeys(hint for secret in SECRET_PATTERNS for hint in secret.hints))
+_PLAIN_HINTS = tuple(hint for hint in _HINTS if "_" not in hint)
+_UNDERSCORE_HINTS = tuple(hint for hint in _HINTS if "_" in hint)
 
 
 def find_secrets(text: str) -> Iterator[Span]:
     """Every credential of a known format; the key is the credential itself."""
-    present = [hint for hint in _HINTS if hint in text]
+    present = [hint for hint in _PLAIN_HINTS if hint in text]
+    if "_" in text:
+        present += [hint for hint in _UNDERSCORE_HINTS if hint in text]
     if not present:
         return
     for secret in SECRET_PATTERNS:
