@@ -28,6 +28,7 @@ _CARD = re.compile(
     r"|[0-9]{13,19}"
     r")(?![0-9]|[.,][0-9])"
 )
+_NOT_DIGIT = re.compile(r"[^0-9]")
 
 # (lowest prefix, highest prefix, card lengths): the schemes' published IIN ranges.
 _ISSUERS: tuple[tuple[int, int, frozenset[int]], ...] = tuple(
@@ -63,11 +64,26 @@ _ISSUERS: tuple[tuple[int, int, frozenset[int]], ...] = tuple(
 )
 
 
+# For each card length, its schemes' prefix ranges as ranges of six-digit prefixes: one
+# int() of a number's first six digits, compared with each, instead of one per scheme.
+_SIX_DIGIT_RANGES: dict[int, tuple[tuple[int, int], ...]] = {
+    length: tuple(
+        (lo * 10 ** (6 - len(str(lo))), (hi + 1) * 10 ** (6 - len(str(lo))) - 1)
+        for lo, hi, lengths in _ISSUERS
+        if length in lengths
+    )
+    for length in range(13, 20)
+}
+
+
 def known_issuer(digits: str) -> bool:
     """Whether a card number's prefix and length belong to a known card scheme."""
-    length = len(digits)
-    for lo, hi, lengths in _ISSUERS:
-        if length in lengths and lo <= int(digits[: len(str(lo))]) <= hi:
+    ranges = _SIX_DIGIT_RANGES.get(len(digits))
+    if not ranges:
+        return False
+    six = int(digits[:6])
+    for lo, hi in ranges:
+        if lo <= six <= hi:
             return True
     return False
 
@@ -75,7 +91,7 @@ def known_issuer(digits: str) -> bool:
 def find_cards(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
     """Card numbers with a valid Luhn check digit and a known issuer prefix."""
     for match in _CARD.finditer(text, pos, len(text) if endpos is None else endpos):
-        digits = re.sub(r"[^0-9]", "", match.group())
+        digits = _NOT_DIGIT.sub("", match.group())
         if 13 <= len(digits) <= 19 and known_issuer(digits) and luhn.is_valid(digits):
             yield match.start(), match.end(), digits
 
