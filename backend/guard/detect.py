@@ -4,7 +4,8 @@ Speed comes from running little: secrets only where their literal prefix appears
 only where there is an `@`, and the rest where the text's shape (`shape.py`: one byte a
 character) says their values could be: IBANs where two letters precede two digits, the
 other number detectors around runs of digits (one scan of the shape finds them), each only
-on runs with as many digits as its numbers hold.
+on runs with as many digits as its numbers hold, and only where what its numbers need
+after their digits (a check letter, a NINO's suffix) is there.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from backend.guard.contacts import PhoneFinder, find_emails
 from backend.guard.kinds import ALL_TYPES, Finding, PiiType
 from backend.guard.national import (
     DEFAULT_NATIONAL_IDS,
+    NINO_FOLLOWS,
+    WINDOW_AFTER,
+    NationalId,
     context_before,
     find_ninos,
     national_ids,
@@ -40,6 +44,9 @@ _GAP_DIGIT = rb"-{0,2}+0"
 _RUN = re.compile(rb"0(?<!00)" + _GAP_DIGIT * 5 + rb"(?:" + _GAP_DIGIT + rb")*+")
 # How far around a run its number may reach: a phone's `+`, a DNI's letter, an NIE's X.
 _AROUND = 4
+# A letter where a run ends, a `-` allowed before it: what an id with a check letter needs
+# there (any letter \w holds: never narrower than `_letter_after`, which decides).
+_LETTER_NEXT = re.compile(r"-?[^\W\d_]")
 
 
 @lru_cache(maxsize=1)
@@ -82,8 +89,11 @@ class Detector:
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
     ) -> None:
         ids = national_ids(national_id_names)
-        # For each digit count, the ids whose numbers hold that many.
-        self._ids_by_digits = {n: tuple(k for k in ids if n in k.digits) for n in range(6, 20)}
+        # For each digit count, the ids whose numbers hold that many (none: left out); a
+        # NINO's six digits are looked at whatever ids are configured.
+        by_digits = {n: tuple(k for k in ids if n in k.digits) for n in range(6, 20)}
+        self._ids_by_digits = {n: kinds for n, kinds in by_digits.items() if kinds or n == 6}
+        self._id_gates = {n: _gate(n, kinds) for n, kinds in self._ids_by_digits.items()}
         self._phones = PhoneFinder(phone_regions)
         self._to_ascii = ascii_table()
         assert set(_ORDER) == set(ALL_TYPES)
@@ -127,27 +137,58 @@ class Detector:
         numbers in it (dates, references), so each run's bookkeeping is kept to a minimum.
         """
         cards, ids, phones = "card" in types, "national_id" in types, "phone" in types
-        ids_by_digits, find_phones, size = self._ids_by_digits, self._phones, len(text)
+        id_gates, find_phones, size = self._id_gates, self._phones, len(text)
         for run in _RUN.finditer(shape):
             start, end = run.span()
             digits = shape.count(DIGIT, start, end)
-            before, after = max(0, start - _AROUND), min(size, end + _AROUND)
             if cards and 13 <= digits <= 19:
-                _take(found, CARD, find_cards(text, start, after))
-            if ids:
-                if digits == 6:
-                    _take(found, NATIONAL_ID, find_ninos(text, before, after))
-                context: str | None = None
-                for kind in ids_by_digits.get(digits, ()):
-                    if kind.letter_after and not text[end : end + 2].lstrip("-")[:1].isalpha():
-                        continue
-                    if kind.keywords:  # a cheap look for its keyword before the pattern runs
-                        context = context_before(text, start) if context is None else context
-                        if not any(word in context for word in kind.keywords):
-                            continue
-                    _take(found, NATIONAL_ID, kind.find(text, before, min(size, end + 16)))
+                _take(found, CARD, find_cards(text, start, min(size, end + _AROUND)))
+            if ids and digits in id_gates:
+                gate = id_gates[digits]
+                if gate is None or gate.match(text, end):
+                    self._national(text, start, end, digits, found)
             if phones and 7 <= digits <= 17 and _phone_shaped(text, start, end):
+                before, after = max(0, start - _AROUND), min(size, end + _AROUND)
                 _take(found, PHONE, find_phones(text, before, after))
+
+    def _national(self, text: str, start: int, end: int, digits: int, found: Found) -> None:
+        """The national ids around one run of `digits` digits."""
+        before, size = max(0, start - _AROUND), len(text)
+        if digits == 6 and NINO_FOLLOWS.match(text, end):
+            _take(found, NATIONAL_ID, find_ninos(text, before, min(size, end + _AROUND)))
+        context: str | None = None
+        for kind in self._ids_by_digits[digits]:
+            if kind.letter_after and not _letter_after(text, end):
+                continue
+            follows = kind.follows.get(digits)
+            if follows is not None and follows.match(text, end) is None:
+                continue
+            if kind.keywords:  # a cheap look for its keyword before the pattern runs
+                context = context_before(text, start) if context is None else context
+                if not any(word in context for word in kind.keywords):
+                    continue
+            _take(found, NATIONAL_ID, kind.find(text, before, min(size, end + WINDOW_AFTER)))
+
+
+def _gate(digits: int, kinds: Iterable[NationalId]) -> re.Pattern[str] | None:
+    """What must follow a run of `digits` digits for any of `kinds` (or, at six, a NINO)
+    to be around it, as one pattern; None if one of them needs nothing there.
+
+    Six-digit runs (amounts, references) and dates rarely have it, and their ids are
+    then not looked for: each id's own test, in `_national`, still decides.
+    """
+    patterns = [NINO_FOLLOWS] if digits == 6 else []
+    for kind in kinds:
+        follows = _LETTER_NEXT if kind.letter_after else kind.follows.get(digits)
+        if follows is None:
+            return None
+        patterns.append(follows)
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns))
+
+
+def _letter_after(text: str, end: int) -> bool:
+    """Whether a letter follows `end`, a `-` allowed before it (`12345678-Z`)."""
+    return text[end : end + 2].lstrip("-")[:1].isalpha()
 
 
 def _take(found: Found, rank: int, spans: Iterable[Span]) -> None:
@@ -159,11 +200,10 @@ def _phone_shaped(text: str, start: int, end: int) -> bool:
     """Cheap test before the pattern: what comes before a phone number's digits, or a
     national trunk 0, or the NANP 3-3-4 grouping (dates and references have none)."""
     prev = text[start - 1] if start else " "
-    if prev in "+(" or text[max(0, start - 2) : start] == "+ ":
-        return True
-    if prev.isalnum() or prev in "-/.,":
-        return False
-    return text[start] == "0" or (end - start >= 12 and text[start + 3] in "-. )")
+    if text[start] == "0" or (end - start >= 12 and text[start + 3] in "-. )"):
+        return not (prev.isalnum() or prev in "-/.,")  # not inside a word or number
+    # Most runs (dates, amounts, references) end here: phone-shaped only after a + or (.
+    return prev in "+(" or text[max(0, start - 2) : start] == "+ "
 
 
 def _settle(found: Found) -> list[Finding]:

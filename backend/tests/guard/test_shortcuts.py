@@ -18,7 +18,8 @@ from stdnum import iban as stdnum_iban
 from stdnum.iso7064 import mod_97_10
 
 from backend.guard.banking import _ISSUERS, Span, _mod97, find_ibans, iban_length, known_issuer
-from backend.guard.detect import _RUN
+from backend.guard.detect import _RUN, Detector, _gate, _letter_after, _phone_shaped
+from backend.guard.national import NATIONAL_IDS, NINO_FOLLOWS, WINDOW_AFTER, find_ninos
 from backend.guard.shape import DIGIT, shape_of
 from backend.tests.guard.corpus import corpus
 
@@ -49,6 +50,8 @@ _PIECES = st.one_of(
     ),
 )
 TEXTS = st.lists(_PIECES, max_size=24).map("".join)
+# Every configurable id, so each one's shortcut is exercised.
+DETECTOR = Detector(national_id_names=tuple(NATIONAL_IDS))
 
 # The digit-run pattern as it was, over the text itself.
 _RUN_IN_TEXT = re.compile(r"[0-9](?:[ \-./()\u00a0]{0,2}[0-9]){5,}")
@@ -121,3 +124,58 @@ def test_the_issuer_check_by_six_digits_agrees_at_every_range_edge() -> None:
 @given(st.text("0123456789", min_size=13, max_size=19))
 def test_the_issuer_check_by_six_digits_agrees_anywhere(digits: str) -> None:
     assert known_issuer(digits) == _issuer_by_scheme(digits)
+
+
+def _runs(text: str) -> Iterator[tuple[int, int, int]]:
+    shape = shape_of(text)
+    for run in _RUN.finditer(shape):
+        yield run.start(), run.end(), shape.count(DIGIT, *run.span())
+
+
+@FUZZ
+@given(TEXTS)
+# NIRs only a six-digit run's window holds (their own runs go on with other digits).
+@example("ref 123456,132073202152762  12 end")
+@example("ref 123456;285057800608441 7 end")
+@example("NINO AB 12 34 56 C, NIR 1 85 05 2A 123 456 78")
+def test_what_must_follow_a_run_never_skips_an_id_its_window_holds(text: str) -> None:
+    for start, end, digits in _runs(text):
+        before, after = max(0, start - 4), min(len(text), end + WINDOW_AFTER)
+        if digits == 6 and not NINO_FOLLOWS.match(text, end):
+            assert list(find_ninos(text, before, min(len(text), end + 4))) == []
+        for kind in NATIONAL_IDS.values():
+            follows = kind.follows.get(digits)
+            if follows is not None and not follows.match(text, end):
+                assert list(kind.find(text, before, after)) == [], kind.name
+
+
+@FUZZ
+@given(TEXTS)
+def test_a_runs_gate_closes_only_where_every_id_of_its_count_would_skip_it(text: str) -> None:
+    for _, end, digits in _runs(text):
+        kinds = DETECTOR._ids_by_digits.get(digits)
+        gate = _gate(digits, kinds) if kinds is not None else None
+        if gate is None or gate.match(text, end):
+            continue
+        assert digits != 6 or not NINO_FOLLOWS.match(text, end)
+        for kind in kinds or ():
+            follows = kind.follows.get(digits)
+            assert not (kind.letter_after and _letter_after(text, end))
+            assert follows is None or not follows.match(text, end)
+
+
+def _phone_shaped_as_it_was(text: str, start: int, end: int) -> bool:
+    prev = text[start - 1] if start else " "
+    if prev in "+(" or text[max(0, start - 2) : start] == "+ ":
+        return True
+    if prev.isalnum() or prev in "-/.,":
+        return False
+    return text[start] == "0" or (end - start >= 12 and text[start + 3] in "-. )")
+
+
+@FUZZ
+@given(TEXTS)
+@example("call + 44 20 7946 0958 or (415) 555-2671, not ,0800 123 456")
+def test_the_phone_shape_test_in_its_new_order_decides_the_same(text: str) -> None:
+    for start, end, _ in _runs(text):
+        assert _phone_shaped(text, start, end) == _phone_shaped_as_it_was(text, start, end)
