@@ -44,6 +44,14 @@ _GAP_DIGIT = rb"-{0,2}+0"
 _RUN = re.compile(rb"0(?<!00)" + _GAP_DIGIT * 5 + rb"(?:" + _GAP_DIGIT + rb")*+")
 # How far around a run its number may reach: a phone's `+`, a DNI's letter, an NIE's X.
 _AROUND = 4
+# Whether a phone number could start where a run of digits does (matched at the run's start,
+# with its end as the end): the cheap test before the phone pattern, in C. Dates and
+# references have none of it.
+_PHONE_SHAPED = re.compile(
+    r"(?<=[+(])|(?<=\+ )"  # after a `+`, a `(`, or a `+` and a space
+    r"|(?<![^\W_]|[-/.,])"  # or, not inside a word or a number (no letter, digit, -/., before):
+    r"(?:0|[\s\S]{3}[-. )][\s\S]{8})"  # a national trunk 0, or the NANP 3-3-4 grouping
+)
 # A letter where a run ends, a `-` allowed before it: what an id with a check letter needs
 # there (any letter \w holds: never narrower than `_letter_after`, which decides).
 _LETTER_NEXT = re.compile(r"-?[^\W\d_]")
@@ -138,6 +146,7 @@ class Detector:
         """
         cards, ids, phones = "card" in types, "national_id" in types, "phone" in types
         id_gates, find_phones, size = self._id_gates, self._phones, len(text)
+        phone_shaped = _PHONE_SHAPED.match
         for run in _RUN.finditer(shape):
             start, end = run.span()
             digits = shape.count(DIGIT, start, end)
@@ -147,7 +156,7 @@ class Detector:
                 gate = id_gates[digits]
                 if gate is None or gate.match(text, end):
                     self._national(text, start, end, digits, found)
-            if phones and 7 <= digits <= 17 and _phone_shaped(text, start, end):
+            if phones and 7 <= digits <= 17 and phone_shaped(text, start, end):
                 before, after = max(0, start - _AROUND), min(size, end + _AROUND)
                 _take(found, PHONE, find_phones(text, before, after))
 
@@ -194,16 +203,6 @@ def _letter_after(text: str, end: int) -> bool:
 def _take(found: Found, rank: int, spans: Iterable[Span]) -> None:
     for span in spans:
         found.append((rank, span))
-
-
-def _phone_shaped(text: str, start: int, end: int) -> bool:
-    """Cheap test before the pattern: what comes before a phone number's digits, or a
-    national trunk 0, or the NANP 3-3-4 grouping (dates and references have none)."""
-    prev = text[start - 1] if start else " "
-    if text[start] == "0" or (end - start >= 12 and text[start + 3] in "-. )"):
-        return not (prev.isalnum() or prev in "-/.,")  # not inside a word or number
-    # Most runs (dates, amounts, references) end here: phone-shaped only after a + or (.
-    return prev in "+(" or text[max(0, start - 2) : start] == "+ "
 
 
 def _settle(found: Found) -> list[Finding]:
