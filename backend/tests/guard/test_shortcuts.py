@@ -20,6 +20,7 @@ from stdnum.iso7064 import mod_97_10
 from backend.guard.banking import _ISSUERS, Span, _mod97, find_ibans, iban_length, known_issuer
 from backend.guard.detect import _PHONE_SHAPED, _RUN, Detector, _gate, _letter_after
 from backend.guard.national import NATIONAL_IDS, NINO_FOLLOWS, WINDOW_AFTER, find_ninos
+from backend.guard.secrets import _UNDERSCORE_HINTS, _around_underscores
 from backend.guard.shape import DIGIT, shape_of
 from backend.tests.guard.corpus import corpus
 
@@ -181,3 +182,16 @@ def test_the_phone_shape_pattern_decides_as_the_python_test_it_replaced(text: st
     for start, end, _ in _runs(text):
         shaped = _PHONE_SHAPED.match(text, start, end) is not None
         assert shaped == _phone_shaped_as_it_was(text, start, end), text[start:end]
+
+
+_NEAR_UNDERSCORES = st.sampled_from([*_UNDERSCORE_HINTS, "_", "__", "\0", "sk", "gh", "pat_", " "])
+
+
+@FUZZ
+@given(st.lists(_NEAR_UNDERSCORES, max_size=30).map("".join))
+@example("github_pat_ and sk_live_ and ghp_" + "_" * 10)  # past the few: the whole text
+def test_the_hints_around_underscores_are_the_hints_in_the_text(text: str) -> None:
+    around = _around_underscores(text)
+    assert [h for h in _UNDERSCORE_HINTS if h in around] == [
+        h for h in _UNDERSCORE_HINTS if h in text
+    ]
