@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from backend.guard.detect import Detector
@@ -77,20 +78,43 @@ def _kb_of(texts: list[str], size: int = 1024) -> str:
     return out[:size]
 
 
-def _time(call: object, seconds: float) -> float:
-    """Seconds per call, over about `seconds` of repeated calls (the best of 5 slices)."""
-    assert callable(call)
-    runs, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds / 10:
+ROUNDS = 5  # of the speed measurement: each case is timed once a round, the rounds interleaved
+
+
+def _calibrated(call: Callable[[], object], seconds: float) -> int:
+    """How many calls take about `seconds` of CPU (calling it warms it up, too)."""
+    runs, started = 0, time.process_time()
+    while time.process_time() - started < seconds:
         call()
         runs += 1
-    slices = []
-    for _ in range(5):
-        begun = time.perf_counter()
-        for _ in range(runs):
-            call()
-        slices.append((time.perf_counter() - begun) / runs)
-    return min(slices)
+    return runs
+
+
+def _slice(call: Callable[[], object], runs: int) -> float:
+    """CPU seconds per call over `runs` calls: process time, so the time a neighbour takes
+    the CPU away is not counted (one that merely slows it still is)."""
+    begun = time.process_time()
+    for _ in range(runs):
+        call()
+    return (time.process_time() - begun) / runs
+
+
+def _timed(calls: dict[str, Callable[[], object]], seconds: float) -> dict[str, list[float]]:
+    """Seconds per call of each, once per round (the best of three slices), in ROUNDS
+    interleaved rounds, about `seconds` of CPU per call in all: a burst on the shared
+    machine lands in one round of one of them, not in every measurement of it."""
+    runs = {name: _calibrated(call, seconds / ROUNDS / 3) for name, call in calls.items()}
+    rounds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(ROUNDS):
+        for name, call in calls.items():
+            rounds[name].append(min(_slice(call, runs[name]) for _ in range(3)))
+    return rounds
+
+
+def _median_us_per_kb(per_call: list[float], chars: int) -> tuple[float, str]:
+    """The median over rounds in us per KB, and the rounds' range as text."""
+    per_kb = [value * 1e6 * 1024 / chars for value in per_call]
+    return statistics.median(per_kb), f"rounds {min(per_kb):.1f}-{max(per_kb):.1f}"
 
 
 def speed(seconds: float) -> int:
@@ -101,34 +125,39 @@ def speed(seconds: float) -> int:
     valid = [s.text for s in corpus() if s.label == "valid"]
     prose = _kb_of(["We reviewed the proposal and agreed to go ahead with the second option; "
                     "please prepare the slides for Thursday and share them with the team."])
-    messages = {
-        "prose, no numbers": prose,
-        "finance text, no PII": _kb_of(list(CLEAN_TEXTS)),
-        "PII-dense (corpus values)": _kb_of(valid),
-    }
-    print("guard on 1 KB messages (detect + mask), best of 5 slices:")
-    worst = 0.0
-    for name, text in messages.items():
-        per_call = _time(lambda text=text: guard.scan([text], policy), seconds)
-        found = sum(guard.scan([text], policy).counts.values())
-        us_per_kb = per_call * 1e6 * 1024 / len(text)
-        print(f"  {name:28} {us_per_kb:8.1f} us/KB   ({found} values)")
-        if name != "PII-dense (corpus values)":
-            worst = max(worst, us_per_kb)
     clean = list(CLEAN_TEXTS)
     history = [_kb_of(clean[i % len(clean) :] + clean, 3900) for i in range(50)]
-    conversation = [*history, _kb_of(clean + valid[:5], 200_000 - sum(map(len, history)))]
-    per_call = _time(lambda: guard.scan(conversation, policy), seconds)
+    cases: dict[str, list[str]] = {
+        "prose, no numbers": [prose],
+        "finance text, no PII": [_kb_of(clean)],
+        "PII-dense (corpus values)": [_kb_of(valid)],
+        "conversation": [*history, _kb_of(clean + valid[:5], 200_000 - sum(map(len, history)))],
+        "ordinary": [turn["content"] for turn in HISTORY] + [MESSAGE],
+    }
+    per_call = _timed(
+        {name: lambda texts=texts: guard.scan(texts, policy) for name, texts in cases.items()},
+        seconds,
+    )
+    found = {name: sum(guard.scan(texts, policy).counts.values()) for name, texts in cases.items()}
+    print(f"guard on 1 KB messages (detect + mask), CPU time, median of {ROUNDS} rounds:")
+    worst = 0.0
+    for name in ("prose, no numbers", "finance text, no PII", "PII-dense (corpus values)"):
+        us_per_kb, spread = _median_us_per_kb(per_call[name], len(cases[name][0]))
+        print(f"  {name:28} {us_per_kb:8.1f} us/KB   ({found[name]} values; {spread})")
+        if name != "PII-dense (corpus values)":
+            worst = max(worst, us_per_kb)
+    conversation = cases["conversation"]
     total = sum(map(len, conversation))
-    found = sum(guard.scan(conversation, policy).counts.values())
+    us_per_kb, spread = _median_us_per_kb(per_call["conversation"], total)
     print(f"conversation at the size limit ({total:,} chars, {len(conversation)} messages, "
-          f"{found} distinct values): {per_call * 1000:.1f} ms = "
-          f"{per_call * 1e6 * 1024 / total:.1f} us/KB")
-    worst = max(worst, per_call * 1e6 * 1024 / total)
-    ordinary = [turn["content"] for turn in HISTORY] + [MESSAGE]
-    per_call = _time(lambda: guard.scan(ordinary, policy), seconds)
+          f"{found['conversation']} distinct values): "
+          f"{statistics.median(per_call['conversation']) * 1000:.1f} ms = "
+          f"{us_per_kb:.1f} us/KB ({spread})")
+    worst = max(worst, us_per_kb)
+    ordinary = cases["ordinary"]
     print(f"bench_chat's ordinary request (history and message, "
-          f"{sum(map(len, ordinary))} chars): {per_call * 1e6:.1f} us per request")
+          f"{sum(map(len, ordinary))} chars): "
+          f"{statistics.median(per_call['ordinary']) * 1e6:.1f} us per request")
     print(f"target <= {TARGET_US_PER_KB:g} us/KB on ordinary text: "
           f"{'ok' if worst <= TARGET_US_PER_KB else 'OVER'} (worst {worst:.1f})")
     return 0 if worst <= TARGET_US_PER_KB else 1

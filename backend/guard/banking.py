@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from functools import lru_cache
+from string import ascii_uppercase
 
 from stdnum import iban as stdnum_iban
 from stdnum import luhn, numdb
+
+from backend.guard.shape import shape_of
 
 Span = tuple[int, int, str]  # start, end, normalised value
 
@@ -28,6 +31,7 @@ _CARD = re.compile(
     r"|[0-9]{13,19}"
     r")(?![0-9]|[.,][0-9])"
 )
+_NOT_DIGIT = re.compile(r"[^0-9]")
 
 # (lowest prefix, highest prefix, card lengths): the schemes' published IIN ranges.
 _ISSUERS: tuple[tuple[int, int, frozenset[int]], ...] = tuple(
@@ -63,11 +67,26 @@ _ISSUERS: tuple[tuple[int, int, frozenset[int]], ...] = tuple(
 )
 
 
+# For each card length, its schemes' prefix ranges as ranges of six-digit prefixes: one
+# int() of a number's first six digits, compared with each, instead of one per scheme.
+_SIX_DIGIT_RANGES: dict[int, tuple[tuple[int, int], ...]] = {
+    length: tuple(
+        (lo * 10 ** (6 - len(str(lo))), (hi + 1) * 10 ** (6 - len(str(lo))) - 1)
+        for lo, hi, lengths in _ISSUERS
+        if length in lengths
+    )
+    for length in range(13, 20)
+}
+
+
 def known_issuer(digits: str) -> bool:
     """Whether a card number's prefix and length belong to a known card scheme."""
-    length = len(digits)
-    for lo, hi, lengths in _ISSUERS:
-        if length in lengths and lo <= int(digits[: len(str(lo))]) <= hi:
+    ranges = _SIX_DIGIT_RANGES.get(len(digits))
+    if not ranges:
+        return False
+    six = int(digits[:6])
+    for lo, hi in ranges:
+        if lo <= six <= hi:
             return True
     return False
 
@@ -75,18 +94,15 @@ def known_issuer(digits: str) -> bool:
 def find_cards(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
     """Card numbers with a valid Luhn check digit and a known issuer prefix."""
     for match in _CARD.finditer(text, pos, len(text) if endpos is None else endpos):
-        digits = re.sub(r"[^0-9]", "", match.group())
+        digits = _NOT_DIGIT.sub("", match.group())
         if 13 <= len(digits) <= 19 and known_issuer(digits) and luhn.is_valid(digits):
             yield match.start(), match.end(), digits
 
 
-# The check digits and the rest: groups of letters and digits (at most one space or dash
-# between characters), cut to the country's length afterwards; the two letters of the
-# country code, in either case (an IBAN typed as "de89 3704 ..." is the same account), are
-# a lookbehind from the first digit. Starting the pattern with a digit keeps prose cheap:
-# one that starts with [A-Za-z] is tried at nearly every character (12x slower, measured).
-_IBAN_DIGITS = re.compile(r"[0-9](?<=[A-Za-z][A-Za-z][0-9])[0-9](?:[ \-\u00a0]?[A-Za-z0-9]){10,32}")
 _BBAN_PART = re.compile(r"(\d+)!?[nac]")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+# A letter counts as two digits in the mod-97 check: A = 10, ..., Z = 35.
+_LETTER_VALUES = str.maketrans({letter: str(10 + n) for n, letter in enumerate(ascii_uppercase)})
 _IBAN_DB = numdb.get("iban")
 
 
@@ -100,31 +116,42 @@ def iban_length(country: str) -> int | None:
     return 4 + sum(int(n) for n in _BBAN_PART.findall(bban))
 
 
-def find_ibans(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
-    """IBANs of a known country, of its length, with a valid mod-97 check."""
-    endpos = len(text) if endpos is None else endpos
-    search = pos + 2  # the check digits follow the two letters of the country code
-    while (match := _IBAN_DIGITS.search(text, search, endpos)) is not None:
-        start = match.start() - 2
-        # A candidate may run on into the next words; the next search starts after the
-        # IBAN it held, or just after a candidate that held none (an IBAN may follow it).
-        search = match.start() + 1
+def find_ibans(text: str, shape: bytes | None = None) -> Iterator[Span]:
+    """IBANs of a known country, of its length, with a valid mod-97 check.
+
+    `shape` is `shape_of(text)`, when the caller has it already.
+    """
+    shape = shape_of(text) if shape is None else shape
+    search = 0
+    # An IBAN starts with two letters, the country code in either case ("de89 3704 ..." is
+    # the same account), and two digits: one bytes.find in the shape finds the next such
+    # place (a pattern starting with [A-Za-z] is tried at nearly every character of prose).
+    while (start := shape.find(b"aa00", search)) != -1:
+        # The next search starts after the IBAN found here, or just after this start (an
+        # IBAN may follow a candidate that ran on into the next words).
+        search = start + 1
         if start and text[start - 1].isalnum():
             continue  # inside a longer word
-        value, length = _cut(text[start:match.end()], iban_length(text[start:start + 2].upper()))
-        if value and stdnum_iban.is_valid(value, check_country=False):
-            search = start + length + 2
-            yield start, start + length, value
+        length = iban_length(text[start : start + 2].upper())
+        if length is None:
+            continue  # no such country (an ISIN's US, XS, ...)
+        match = _iban_of_length(length).match(text, start)
+        if match is None:
+            continue  # fewer letters and digits than the country's IBANs hold
+        value = _NOT_ALNUM.sub("", match.group()).upper()
+        if _mod97(value) == 1 and stdnum_iban.is_valid(value, check_country=False):
+            search = match.end()
+            yield start, match.end(), value
 
 
-def _cut(candidate: str, length: int | None) -> tuple[str, int]:
-    """The first `length` letters and digits of a candidate, and how much text they span."""
-    if length is None:
-        return "", 0
-    taken = 0
-    for index, char in enumerate(candidate):
-        if char.isalnum():
-            taken += 1
-            if taken == length:
-                return re.sub(r"[^A-Za-z0-9]", "", candidate[: index + 1]).upper(), index + 1
-    return "", 0
+@lru_cache(maxsize=64)
+def _iban_of_length(length: int) -> re.Pattern[str]:
+    """`length` letters and digits, at most one space or dash between any two."""
+    return re.compile(rf"[A-Za-z0-9](?:[ \-\u00a0]?[A-Za-z0-9]){{{length - 1}}}")
+
+
+def _mod97(value: str) -> int:
+    """The ISO 7064 mod-97 remainder of an IBAN (1 when valid), in C rather than in
+    python-stdnum's loop: most candidates (ISINs, references) fail it, and then the full
+    validation, which checks it again before the country's format, is not needed."""
+    return int((value[4:] + value[:4]).translate(_LETTER_VALUES)) % 97

@@ -1,9 +1,11 @@
 """All the detectors together: which run, where, and how overlaps are settled.
 
 Speed comes from running little: secrets only where their literal prefix appears, e-mail
-only where there is an `@`, IBANs in one scan for their upper-case start, and the other
-number detectors only around runs of digits (one scan finds them), each only on runs
-with as many digits as its numbers hold.
+only where there is an `@`, and the rest where the text's shape (`shape.py`: one byte a
+character) says their values could be: IBANs where two letters precede two digits, the
+other number detectors around runs of digits (one scan of the shape finds them), each only
+on runs with as many digits as its numbers hold, and only where what its numbers need
+after their digits (a check letter, a NINO's suffix) is there.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
 
 from backend.guard.banking import Span, find_cards, find_ibans
@@ -19,21 +21,40 @@ from backend.guard.contacts import PhoneFinder, find_emails
 from backend.guard.kinds import ALL_TYPES, Finding, PiiType
 from backend.guard.national import (
     DEFAULT_NATIONAL_IDS,
+    NINO_FOLLOWS,
+    WINDOW_AFTER,
+    NationalId,
     context_before,
     find_ninos,
     national_ids,
 )
 from backend.guard.secrets import find_secrets
+from backend.guard.shape import DIGIT, shape_of
 
 DEFAULT_PHONE_REGIONS = ("GB", "DE", "FR", "NL", "US")
 _NUMBER_TYPES = frozenset({"card", "national_id", "phone"})
-# A run of six or more digits, at most two separators between any two: every number the
-# detectors look for holds one (a NINO's six digits are the shortest).
-_RUN = re.compile(r"[0-9](?:[ \-./()\u00a0]{0,2}[0-9]){5,}")
-_NOT_DIGIT = re.compile(r"[^0-9]")
+# A run of six or more digits, at most two separators between any two, found in the shape
+# (digits `0`, separators `-`): every number the detectors look for holds one (a NINO's six
+# digits are the shortest). It is tried only at a run's first digit (the lookbehind), the
+# possessive quantifiers give nothing back (none could lead to another match), and the
+# first five digits after the first are written out, not `(...){5,}`: most runs tried
+# (years, amounts) fail within them, and sre repeats a single character far faster than
+# a group.
+_GAP_DIGIT = rb"-{0,2}+0"
+_RUN = re.compile(rb"0(?<!00)" + _GAP_DIGIT * 5 + rb"(?:" + _GAP_DIGIT + rb")*+")
 # How far around a run its number may reach: a phone's `+`, a DNI's letter, an NIE's X.
 _AROUND = 4
-
+# Whether a phone number could start where a run of digits does (matched at the run's start,
+# with its end as the end): the cheap test before the phone pattern, in C. Dates and
+# references have none of it.
+_PHONE_SHAPED = re.compile(
+    r"(?<=[+(])|(?<=\+ )"  # after a `+`, a `(`, or a `+` and a space
+    r"|(?<![^\W_]|[-/.,])"  # or, not inside a word or a number (no letter, digit, -/., before):
+    r"(?:0|[\s\S]{3}[-. )][\s\S]{8})"  # a national trunk 0, or the NANP 3-3-4 grouping
+)
+# A letter where a run ends, a `-` allowed before it: what an id with a check letter needs
+# there (any letter \w holds: never narrower than `_letter_after`, which decides).
+_LETTER_NEXT = re.compile(r"-?[^\W\d_]")
 
 
 @lru_cache(maxsize=1)
@@ -53,8 +74,13 @@ def ascii_table() -> dict[int, str]:
     return table
 
 
-
 FIRST_MAPPED = "\u058a"  # after U+00A0, the first character the table maps
+
+
+# The most specific first: where two findings overlap, the earlier kind wins.
+_ORDER: tuple[PiiType, ...] = ("secret", "iban", "email", "card", "national_id", "phone")
+SECRET, IBAN, EMAIL, CARD, NATIONAL_ID, PHONE = range(len(_ORDER))
+Found = list[tuple[int, Span]]  # (the kind's place in _ORDER, the span)
 
 
 class Detector:
@@ -64,9 +90,6 @@ class Detector:
     digits inside it, an IBAN over the card-like run of its digits, and so on.
     """
 
-    # The most specific first.
-    _ORDER: tuple[PiiType, ...] = ("secret", "iban", "email", "card", "national_id", "phone")
-
     def __init__(
         self,
         *,
@@ -74,11 +97,14 @@ class Detector:
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
     ) -> None:
         ids = national_ids(national_id_names)
-        # For each digit count, the ids whose numbers hold that many.
-        self._ids_by_digits = {n: tuple(k for k in ids if n in k.digits) for n in range(6, 20)}
+        # For each digit count, the ids whose numbers hold that many (none: left out); a
+        # NINO's six digits are looked at whatever ids are configured.
+        by_digits = {n: tuple(k for k in ids if n in k.digits) for n in range(6, 20)}
+        self._ids_by_digits = {n: kinds for n, kinds in by_digits.items() if kinds or n == 6}
+        self._id_gates = {n: _gate(n, kinds) for n, kinds in self._ids_by_digits.items()}
         self._phones = PhoneFinder(phone_regions)
         self._to_ascii = ascii_table()
-        assert set(self._ORDER) == set(ALL_TYPES)
+        assert set(_ORDER) == set(ALL_TYPES)
 
     def find(self, text: str, types: Collection[PiiType] = ALL_TYPES) -> list[Finding]:
         """The findings in `text`, in text order, none overlapping.
@@ -88,16 +114,20 @@ class Detector:
         """
         if not text.isascii():
             text = self._as_ascii(text)
-        found: dict[PiiType, set[Span]] = {kind: set() for kind in types}
-        if "secret" in found:
-            found["secret"].update(find_secrets(text))
-        if "email" in found:
-            found["email"].update(find_emails(text))
-        if "iban" in found:
-            found["iban"].update(find_ibans(text))
-        if not _NUMBER_TYPES.isdisjoint(found):
-            self._numbers(text, found)
-        return _settle(found, self._ORDER)
+        found: Found = []
+        if "secret" in types:
+            _take(found, SECRET, find_secrets(text))
+        if "email" in types:
+            _take(found, EMAIL, find_emails(text))
+        numbers = not _NUMBER_TYPES.isdisjoint(types)
+        if numbers or "iban" in types:
+            shape = shape_of(text)
+            if DIGIT in shape:  # every value left holds a digit: most short messages stop here
+                if "iban" in types:
+                    _take(found, IBAN, find_ibans(text, shape))
+                if numbers:
+                    self._numbers(text, shape, types, found)
+        return _settle(found) if found else []
 
     def _as_ascii(self, text: str) -> str:
         # Below U+058A the table holds only the no-break space: text in Latin scripts (with
@@ -106,58 +136,85 @@ class Detector:
             return text.replace("\u00a0", " ")
         return text.translate(self._to_ascii)
 
-    def _numbers(self, text: str, found: dict[PiiType, set[Span]]) -> None:
+    def _numbers(
+        self, text: str, shape: bytes, types: Collection[PiiType], found: Found
+    ) -> None:
         """Try, around each run of digits, the number detectors that fit its digit count.
 
         One loop with everything bound locally: in finance text this runs for most of the
         numbers in it (dates, references), so each run's bookkeeping is kept to a minimum.
         """
-        cards, ids, phones = found.get("card"), found.get("national_id"), found.get("phone")
-        ids_by_digits, find_phones, size = self._ids_by_digits, self._phones, len(text)
-        for run in _RUN.finditer(text):
+        cards, ids, phones = "card" in types, "national_id" in types, "phone" in types
+        id_gates, find_phones, size = self._id_gates, self._phones, len(text)
+        phone_shaped = _PHONE_SHAPED.match
+        for run in _RUN.finditer(shape):
             start, end = run.span()
-            digits = len(_NOT_DIGIT.sub("", run.group()))
-            before, after = max(0, start - _AROUND), min(size, end + _AROUND)
-            if cards is not None and 13 <= digits <= 19:
-                cards.update(find_cards(text, start, after))
-            if ids is not None:
-                if digits == 6:
-                    ids.update(find_ninos(text, before, after))
-                context: str | None = None
-                for kind in ids_by_digits.get(digits, ()):
-                    if kind.letter_after and not text[end : end + 2].lstrip("-")[:1].isalpha():
-                        continue
-                    if kind.keywords:  # a cheap look for its keyword before the pattern runs
-                        context = context_before(text, start) if context is None else context
-                        if not any(word in context for word in kind.keywords):
-                            continue
-                    ids.update(kind.find(text, before, min(size, end + 16)))
-            if phones is not None and 7 <= digits <= 17 and _phone_shaped(text, start, end):
-                phones.update(find_phones(text, before, after))
+            digits = shape.count(DIGIT, start, end)
+            if cards and 13 <= digits <= 19:
+                _take(found, CARD, find_cards(text, start, min(size, end + _AROUND)))
+            if ids and digits in id_gates:
+                gate = id_gates[digits]
+                if gate is None or gate.match(text, end):
+                    self._national(text, start, end, digits, found)
+            if phones and 7 <= digits <= 17 and phone_shaped(text, start, end):
+                before, after = max(0, start - _AROUND), min(size, end + _AROUND)
+                _take(found, PHONE, find_phones(text, before, after))
+
+    def _national(self, text: str, start: int, end: int, digits: int, found: Found) -> None:
+        """The national ids around one run of `digits` digits."""
+        before, size = max(0, start - _AROUND), len(text)
+        if digits == 6 and NINO_FOLLOWS.match(text, end):
+            _take(found, NATIONAL_ID, find_ninos(text, before, min(size, end + _AROUND)))
+        context: str | None = None
+        for kind in self._ids_by_digits[digits]:
+            if kind.letter_after and not _letter_after(text, end):
+                continue
+            follows = kind.follows.get(digits)
+            if follows is not None and follows.match(text, end) is None:
+                continue
+            if kind.keywords:  # a cheap look for its keyword before the pattern runs
+                context = context_before(text, start) if context is None else context
+                if not any(word in context for word in kind.keywords):
+                    continue
+            _take(found, NATIONAL_ID, kind.find(text, before, min(size, end + WINDOW_AFTER)))
 
 
-def _phone_shaped(text: str, start: int, end: int) -> bool:
-    """Cheap test before the pattern: what comes before a phone number's digits, or a
-    national trunk 0, or the NANP 3-3-4 grouping (dates and references have none)."""
-    prev = text[start - 1] if start else " "
-    if prev in "+(" or text[max(0, start - 2) : start] == "+ ":
-        return True
-    if prev.isalnum() or prev in "-/.,":
-        return False
-    return text[start] == "0" or (end - start >= 12 and text[start + 3] in "-. )")
+def _gate(digits: int, kinds: Iterable[NationalId]) -> re.Pattern[str] | None:
+    """What must follow a run of `digits` digits for any of `kinds` (or, at six, a NINO)
+    to be around it, as one pattern; None if one of them needs nothing there.
+
+    Six-digit runs (amounts, references) and dates rarely have it, and their ids are
+    then not looked for: each id's own test, in `_national`, still decides.
+    """
+    patterns = [NINO_FOLLOWS] if digits == 6 else []
+    for kind in kinds:
+        follows = _LETTER_NEXT if kind.letter_after else kind.follows.get(digits)
+        if follows is None:
+            return None
+        patterns.append(follows)
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns))
 
 
-def _settle(found: dict[PiiType, set[Span]], order: Sequence[PiiType]) -> list[Finding]:
-    """Keep each finding that overlaps none kept before it, kinds taken in `order`."""
+def _letter_after(text: str, end: int) -> bool:
+    """Whether a letter follows `end`, a `-` allowed before it (`12345678-Z`)."""
+    return text[end : end + 2].lstrip("-")[:1].isalpha()
+
+
+def _take(found: Found, rank: int, spans: Iterable[Span]) -> None:
+    for span in spans:
+        found.append((rank, span))
+
+
+def _settle(found: Found) -> list[Finding]:
+    """Keep each finding that overlaps none kept before it, kinds taken in `_ORDER`."""
     starts: list[int] = []  # the kept spans, sorted by start
     kept: list[Finding] = []
-    for kind in order:
-        for start, end, key in sorted(found.get(kind, ())):
-            index = bisect_left(starts, start)
-            if index > 0 and kept[index - 1].end > start:
-                continue  # overlaps the span before it
-            if index < len(starts) and starts[index] < end:
-                continue  # overlaps the span after it
-            starts.insert(index, start)
-            kept.insert(index, Finding(kind, start, end, key))
+    for rank, (start, end, key) in sorted(found):
+        index = bisect_left(starts, start)
+        if index > 0 and kept[index - 1].end > start:
+            continue  # overlaps the span before it
+        if index < len(starts) and starts[index] < end:
+            continue  # overlaps the span after it (or is the same, found twice)
+        starts.insert(index, start)
+        kept.insert(index, Finding(_ORDER[rank], start, end, key))
     return kept

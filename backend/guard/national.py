@@ -11,8 +11,8 @@ NINO's letters, the NIR's mod-97 key, the DNI/NIE letter) need no keyword.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from stdnum.de import idnr
@@ -26,6 +26,9 @@ from backend.guard.banking import Span
 
 _SPACING = re.compile(r"[\s\-.]")
 CONTEXT_CHARS = 40  # how far before a weak id its keyword may be (no number between)
+# How far past a run of digits the detector searches for an id: a Corsican NIR's letter
+# and eight digits after a run of six, with their spaces.
+WINDOW_AFTER = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,9 @@ class NationalId:
     digits: frozenset[int]  # how many digits its runs hold (the detector skips other runs)
     keywords: tuple[str, ...] = ()  # when set, one of them must come shortly before
     letter_after: bool = False  # ends in a check letter: a run followed by none is skipped
+    # For a digit count, what must follow such a run (a pattern matched where it ends) for
+    # a search of its window to find anything: the detector skips the search elsewhere.
+    follows: Mapping[int, re.Pattern[str]] = field(default_factory=dict)
 
     def find(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:
         """Valid ids of this kind in `text[pos:endpos]`."""
@@ -88,6 +94,11 @@ NATIONAL_IDS: dict[str, NationalId] = {
             _id(r"[12] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[AB]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}"),
             # Corsica's 2A / 2B split the digits: six in the run before the letter.
             nir, frozenset({6, 15}),
+            # A NIR in a six-digit run's window is Corsica's, its letter right after the
+            # run, or one written without spaces (15 characters) starting one character
+            # after the run, which the window holds whole (its own run may go on with
+            # other digits); none starting later fits in the window.
+            follows={6: re.compile(r"[AB]|[\s\S][12]")},
         ),
         NationalId(
             "nl.bsn", _id(r"[0-9]{4}\.?[0-9]{2}\.?[0-9]{3}|[0-9]{3} ?[0-9]{3} ?[0-9]{3}"), bsn,
@@ -109,6 +120,10 @@ _NINO = re.compile(
     r"\b(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
     r" ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"
 )
+
+
+# What follows a NINO's six digits: its suffix letter, one space allowed before it.
+NINO_FOLLOWS = re.compile(r" ?[A-D]")
 
 
 def find_ninos(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[Span]:

@@ -81,12 +81,37 @@ SECRET_PATTERNS: list[SecretPattern] = [
 
 
 # Every hint once: one substring test each per text (in C), and most texts stop there.
+# Those with an `_` (GitHub's, Stripe's, the portal's own) are looked for only around the
+# text's underscores, which prose and finance text rarely have (a file name, an address).
 _HINTS = tuple(dict.fromkeys(hint for secret in SECRET_PATTERNS for hint in secret.hints))
+_PLAIN_HINTS = tuple(hint for hint in _HINTS if "_" not in hint)
+_UNDERSCORE_HINTS = tuple(hint for hint in _HINTS if "_" in hint)
+# How far such a hint reaches before its first `_`, and from it on.
+_BEFORE_UNDERSCORE = max(hint.index("_") for hint in _UNDERSCORE_HINTS)
+_FROM_UNDERSCORE = max(len(hint) - hint.index("_") for hint in _UNDERSCORE_HINTS)
+_FEW_UNDERSCORES = 8  # past this many (code, identifiers), the whole text is searched
+
+
+def _around_underscores(text: str) -> str:
+    """What surrounds each `_` of `text`, as far as a hint with one can reach, joined by
+    NULs; or `text` itself when it has many. A hint is in the one exactly when it is in
+    the other: every occurrence lies around its first `_`, and none can span a NUL."""
+    pieces: list[str] = []
+    at = text.find("_")
+    while at != -1:
+        if len(pieces) == _FEW_UNDERSCORES:
+            return text
+        pieces.append(text[max(0, at - _BEFORE_UNDERSCORE) : at + _FROM_UNDERSCORE])
+        at = text.find("_", at + 1)
+    return "\0".join(pieces)
 
 
 def find_secrets(text: str) -> Iterator[Span]:
     """Every credential of a known format; the key is the credential itself."""
-    present = [hint for hint in _HINTS if hint in text]
+    present = [hint for hint in _PLAIN_HINTS if hint in text]
+    if "_" in text:
+        around = _around_underscores(text)
+        present += [hint for hint in _UNDERSCORE_HINTS if hint in around]
     if not present:
         return
     for secret in SECRET_PATTERNS:

@@ -40,6 +40,17 @@ def test_block_mode_counts_but_never_masks() -> None:
     assert scan.mode == "block" and scan.texts == (f"pay {IBAN}",) and scan.counts == {"iban": 1}
 
 
+@pytest.mark.parametrize("mode", ["mask", "block"])
+def test_a_conversation_with_nothing_found_comes_back_as_it_was(mode: str) -> None:
+    texts = ["Invoice 2024-0815, EUR 980.00", "ok", f"and the IBAN? {IBAN[:9]}"]
+    scan = GUARD.scan(texts, PiiPolicy(mode=mode))  # type: ignore[arg-type]
+    assert (scan.mode, scan.texts, scan.counts, scan.originals) == (mode, tuple(texts), {}, {})
+    assert not scan.found
+    # ... and one value anywhere in it is still masked, wherever it is.
+    scan = GUARD.scan([*texts, f"pay {IBAN}"], PiiPolicy(mode="mask"))
+    assert scan.texts == (*texts, "pay [IBAN_1]") and scan.counts == {"iban": 1}
+
+
 def test_off_mode_looks_at_nothing() -> None:
     scan = GUARD.scan([f"pay {IBAN}"], PiiPolicy(mode="off"))
     assert scan.counts == {} and scan.texts == (f"pay {IBAN}",)
