@@ -52,6 +52,8 @@ _PHONE_SHAPED = re.compile(
     r"|(?<![^\W_]|[-/.,])"  # or, not inside a word or a number (no letter, digit, -/., before):
     r"(?:0|[\s\S]{3}[-. )][\s\S]{8})"  # a national trunk 0, or the NANP 3-3-4 grouping
 )
+# A run's groups of digits between its spaces (other separators keep a group together).
+_GROUP = re.compile(r"[0-9](?:[^ 0-9]{0,2}[0-9])*")
 # A letter where a run ends, a `-` allowed before it: what an id with a check letter needs
 # there (any letter \w holds: never narrower than `_letter_after`, which decides).
 _LETTER_NEXT = re.compile(r"-?[^\W\d_]")
@@ -159,6 +161,54 @@ class Detector:
             if phones and 7 <= digits <= 17 and phone_shaped(text, start, end):
                 before, after = max(0, start - _AROUND), min(size, end + _AROUND)
                 _take(found, PHONE, find_phones(text, before, after))
+            if text.find(" ", start, end) != -1:
+                self._spaced_parts(text, shape, start, end, types, found)
+
+    def _spaced_parts(
+        self, text: str, shape: bytes, start: int, end: int, types: Collection[PiiType],
+        found: Found,
+    ) -> None:
+        """The number detectors again on the run's spaced-off beginnings and endings.
+
+        A run joins numbers a space apart: a card and its expiry (`4111 1111 1111 1111
+        12/27 123`), an SSN and a count (`123-45-6789 12 items`, `12 123-45-6789`). Its
+        whole digit count then fits no detector, so each beginning and each ending of its
+        space-separated groups is tried as a run of its own, the detectors seeing the text
+        end where it does. Not its middles (a number inside a longer one), and phones only
+        from the run's first digit: `0532 0130 01` inside an account number is no phone.
+        """
+        groups = [m.span() for m in _GROUP.finditer(text, start, end)]
+        counts = [shape.count(DIGIT, a, b) for a, b in groups]
+        last = len(groups) - 1
+        digits = 0
+        for j in range(last):  # beginnings: groups 0..j
+            digits += counts[j]
+            if digits > 19:  # longer than any number looked for
+                break
+            self._part(text, start, groups[j][1], digits, types, found, phones=True)
+        digits = 0
+        for i in range(last, 0, -1):  # endings: groups i..last
+            digits += counts[i]
+            if digits > 19:
+                break
+            self._part(text, groups[i][0], end, digits, types, found, phones=False)
+
+    def _part(
+        self, text: str, start: int, end: int, digits: int, types: Collection[PiiType],
+        found: Found, *, phones: bool,
+    ) -> None:
+        if digits < 6:
+            return  # too short for any
+        if "card" in types and 13 <= digits:
+            _take(found, CARD, find_cards(text, start, end))
+        if "national_id" in types and digits in self._id_gates:
+            gate = self._id_gates[digits]
+            if gate is None or gate.match(text, end):
+                self._national(text, start, end, digits, found)
+        if phones and "phone" in types and 7 <= digits <= 17 and _PHONE_SHAPED.match(
+            text, start, end
+        ):
+            _take(found, PHONE, self._phones(text, max(0, start - _AROUND), end))
 
     def _national(self, text: str, start: int, end: int, digits: int, found: Found) -> None:
         """The national ids around one run of `digits` digits."""
@@ -206,10 +256,11 @@ def _take(found: Found, rank: int, spans: Iterable[Span]) -> None:
 
 
 def _settle(found: Found) -> list[Finding]:
-    """Keep each finding that overlaps none kept before it, kinds taken in `_ORDER`."""
+    """Keep each finding that overlaps none kept before it: kinds taken in `_ORDER`, and
+    within a kind the longest first (`+39 02 1234 5678` over the `+39 02 1234` in it)."""
     starts: list[int] = []  # the kept spans, sorted by start
     kept: list[Finding] = []
-    for rank, (start, end, key) in sorted(found):
+    for rank, (start, end, key) in sorted(found, key=_longest_first):
         index = bisect_left(starts, start)
         if index > 0 and kept[index - 1].end > start:
             continue  # overlaps the span before it
@@ -218,3 +269,8 @@ def _settle(found: Found) -> list[Finding]:
         starts.insert(index, start)
         kept.insert(index, Finding(_ORDER[rank], start, end, key))
     return kept
+
+
+def _longest_first(item: tuple[int, Span]) -> tuple[int, int, int]:
+    rank, (start, end, _) = item
+    return rank, start - end, start

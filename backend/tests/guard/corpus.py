@@ -21,6 +21,9 @@ TEMPLATES: dict[PiiType, tuple[str, ...]] = {
         "Please refund the duplicate charge of EUR 249.90 on card {v}, booked 2024-03-14.",
         "Customer says card {v} was declined at checkout (order #A-55821, 3 items).",
         "Chargeback CB-2024-118: card number {v}, amount USD 1,180.00, reason code 4837.",
+        # A number a space away joins the card's digits into one longer run (expiry, CVV).
+        "Card details as read out on the call: {v} 12/27 123, name on card as on file.",
+        "Two charges of EUR 59.00 on {v} 14 days apart; please check the second.",
     ),
     "iban": (
         "Kindly transfer EUR 12,480.00 to {v} (BIC DEUTDEFFXXX) by 31.05.2024, ref INV-88213.",
@@ -41,6 +44,7 @@ TEMPLATES: dict[PiiType, tuple[str, ...]] = {
         "Onboarding form for the new contractor, {v}, start date 2024-09-01, rate EUR 95/h.",
         "The payroll correction concerns the employee with {v}; net difference EUR 212.40.",
         "KYC file 2024/117 lists {v} as the beneficial owner's identifier.",
+        "Leave balance for {v} 12 days, carried over into 2025.",
     ),
     "secret": (
         "The integration fails with 401; config has api_key = {v} and timeout 30.",

@@ -58,6 +58,36 @@ def test_layouts(text: str, kind: str | None) -> None:
     assert {k for k, _ in _found(text)} == ({kind} if kind else set())
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # A number a space away joins the value's digits into one longer run of digits.
+    ("Card: 4111 1111 1111 1111 12/27 123", ("card", "4111 1111 1111 1111")),
+    ("two charges on 4111111111111111 2024", ("card", "4111111111111111")),
+    ("exp 12/27 4111 1111 1111 1111", ("card", "4111 1111 1111 1111")),
+    ("SSN 123-45-6789 12 items", ("national_id", "123-45-6789")),
+    ("SSN 12 123-45-6789 today", ("national_id", "123-45-6789")),
+    ("BSN: 111222333 4 docs", ("national_id", "111222333")),
+    ("call +44 20 7946 0958 12 times", ("phone", "+44 20 7946 0958")),
+    ("on 06 12 34 56 15 about", ("phone", "06 12 34 56 15")),  # the longest, not 06 12 34 56
+])
+def test_a_value_is_found_with_other_numbers_a_space_away(
+    text: str, expected: tuple[str, str]
+) -> None:
+    assert _found(text) == {expected}
+
+
+def test_a_variable_length_phone_followed_by_a_digit_is_masked_whole() -> None:
+    # Italian numbers have no fixed length: `+39 02 1234 5678 2` is itself a valid number,
+    # so the longer one is taken; the value asked about is inside it either way.
+    [(kind, value)] = _found("Please ring +39 02 1234 5678 2 times.")
+    assert kind == "phone" and "+39 02 1234 5678" in value
+
+
+def test_no_value_is_found_in_the_middle_of_a_longer_number() -> None:
+    # `0532 0130 01` reads as a German phone number, but here it is digits of an account.
+    assert _found("IBAN de89 3704 0044 0532 0130 01") == set()
+    assert _found("ref 89 3704 0044 0532 0130 01 9") == set()
+
+
 def test_a_secret_wins_over_the_digits_inside_it() -> None:
     text = "key sk-proj-4111111111111111abcdefghijkl42 end"
     assert _found(text) == {("secret", "sk-proj-4111111111111111abcdefghijkl42")}
