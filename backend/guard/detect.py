@@ -141,26 +141,13 @@ class Detector:
     def _numbers(
         self, text: str, shape: bytes, types: Collection[PiiType], found: Found
     ) -> None:
-        """Try, around each run of digits, the number detectors that fit its digit count.
-
-        One loop with everything bound locally: in finance text this runs for most of the
-        numbers in it (dates, references), so each run's bookkeeping is kept to a minimum.
-        """
-        cards, ids, phones = "card" in types, "national_id" in types, "phone" in types
-        id_gates, find_phones, size = self._id_gates, self._phones, len(text)
-        phone_shaped = _PHONE_SHAPED.match
+        """Try, around each run of digits, the number detectors that fit its digit count."""
+        size = len(text)
         for run in _RUN.finditer(shape):
             start, end = run.span()
             digits = shape.count(DIGIT, start, end)
-            if cards and 13 <= digits <= 19:
-                _take(found, CARD, find_cards(text, start, min(size, end + _AROUND)))
-            if ids and digits in id_gates:
-                gate = id_gates[digits]
-                if gate is None or gate.match(text, end):
-                    self._national(text, start, end, digits, found)
-            if phones and 7 <= digits <= 17 and phone_shaped(text, start, end):
-                before, after = max(0, start - _AROUND), min(size, end + _AROUND)
-                _take(found, PHONE, find_phones(text, before, after))
+            # Around the whole run its number may reach a little past it (a DNI's letter).
+            self._part(text, start, end, digits, types, found, reach=min(size, end + _AROUND))
             if text.find(" ", start, end) != -1:
                 self._spaced_parts(text, shape, start, end, types, found)
 
@@ -185,22 +172,23 @@ class Detector:
             digits += counts[j]
             if digits > 19:  # longer than any number looked for
                 break
-            self._part(text, start, groups[j][1], digits, types, found, phones=True)
+            part_end = groups[j][1]
+            self._part(text, start, part_end, digits, types, found, reach=part_end)
         digits = 0
         for i in range(last, 0, -1):  # endings: groups i..last
             digits += counts[i]
             if digits > 19:
                 break
-            self._part(text, groups[i][0], end, digits, types, found, phones=False)
+            self._part(text, groups[i][0], end, digits, types, found, reach=end, phones=False)
 
     def _part(
         self, text: str, start: int, end: int, digits: int, types: Collection[PiiType],
-        found: Found, *, phones: bool,
+        found: Found, *, reach: int, phones: bool = True,
     ) -> None:
-        if digits < 6:
-            return  # too short for any
-        if "card" in types and 13 <= digits:
-            _take(found, CARD, find_cards(text, start, end))
+        """The detectors that fit `digits` on the digits from `start` to `end`, each seeing
+        the text end at `reach`."""
+        if "card" in types and 13 <= digits <= 19:
+            _take(found, CARD, find_cards(text, start, reach))
         if "national_id" in types and digits in self._id_gates:
             gate = self._id_gates[digits]
             if gate is None or gate.match(text, end):
@@ -208,7 +196,7 @@ class Detector:
         if phones and "phone" in types and 7 <= digits <= 17 and _PHONE_SHAPED.match(
             text, start, end
         ):
-            _take(found, PHONE, self._phones(text, max(0, start - _AROUND), end))
+            _take(found, PHONE, self._phones(text, max(0, start - _AROUND), reach))
 
     def _national(self, text: str, start: int, end: int, digits: int, found: Found) -> None:
         """The national ids around one run of `digits` digits."""
