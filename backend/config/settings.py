@@ -296,8 +296,8 @@ class Settings(BaseSettings):
     budget_message_overhead_tokens: int = Field(default=16, ge=0)
     # A reservation its worker never settled (the worker died) is dropped after this long.
     budget_reservation_ttl_seconds: float = Field(default=900.0, ge=10)
+    # Budget keys' prefix in Redis; the bound on one round trip there (past it: 503).
     budget_redis_prefix: str = "budget:"
-    # Bound on one budget round trip to Redis; past it the request is refused (503).
     budget_redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
 
     @field_validator(
