@@ -281,8 +281,7 @@ class Settings(BaseSettings):
     budget_backend: Literal["memory", "redis", "off"] | None = None
     # Every user's budget per period, unless BUDGETS or the admin API sets theirs.
     budget_user_usd: float | None = Field(default=None, ge=0)
-    # {"users": {"a@x.com": 50}, "groups": {..}, "cost_centers": {..}, "specialists": {..},
-    #  "portal": 5000}: USD per period.
+    # USD per period: {"users": {"a@x.com": 50}, "groups", "cost_centers", "specialists", "portal"}.
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     budget_period: Literal["day", "week", "month"] = "month"
     budget_timezone: str = "UTC"
