@@ -24,6 +24,7 @@ from backend.api.context import RequestContextMiddleware
 from backend.api.cors import LeanCORSMiddleware
 from backend.api.deps import Services
 from backend.api.openapi import document_limits
+from backend.api.routing import ExactPaths
 from backend.auth.apikeys import ApiKeys
 from backend.auth.authenticator import build_authenticator
 from backend.auth.startup import start_auth
@@ -304,6 +305,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_specialists.router, include_in_schema=admins_exist)
     app.include_router(audit.router, include_in_schema=admins_exist)
     app.include_router(ws.router)
+    app.include_router(openai_compat.completions)
     app.include_router(openai_compat.router)
     app.include_router(me.router)
     app.include_router(auth_web.router, include_in_schema=settings.sign_in_enabled())
@@ -320,6 +322,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(budgets.audit_router, include_in_schema=admins_exist)
     document_limits(app, settings)
     app.include_router(web.router)
+    # The chat routes by their paths, ahead of the router's walk (backend/api/routing.py).
+    app.router.middleware_stack = ExactPaths(
+        app.router.middleware_stack, app.router,
+        [*chat.router.routes, *openai_compat.completions.routes],
+    )
     return app
 
 

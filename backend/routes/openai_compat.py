@@ -53,7 +53,10 @@ class CompletionsRoute(RateLimitedRoute):
 
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-_completions = APIRouter(route_class=CompletionsRoute)
+# A router of its own for its own route class, included by the app beside `router`.
+completions = APIRouter(
+    prefix="/v1", tags=["openai-compatible"], route_class=CompletionsRoute
+)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"description": text}
@@ -71,7 +74,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@_completions.post(
+@completions.post(
     "/chat/completions",
     responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}, **_ERRORS},
     response_class=Response,
@@ -120,6 +123,4 @@ async def retrieve_model(
         raise ModelNotFound(model)
     return model_object(model, specialist)
 
-
-router.include_router(_completions)
 
