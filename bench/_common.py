@@ -51,6 +51,22 @@ def free_port() -> int:
         return port
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(the server's CPU, everyone else's): the last CPU this process may use for the server
+    under test, the rest for the load client and the fake upstream; None on one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep every thread of process `pid` on `cpus` (Linux: each thread has its own mask)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
 class Children:
     """Child processes of one bench run; `stop_all()` (also on Ctrl-C) ends every one."""
 

@@ -16,6 +16,8 @@ For each endpoint (/chat/send, /chat/stream, /v1/chat/completions plain and stre
 round, relay and portal are measured back to back, in an order that flips every round:
 requests/s at --concurrency, then latency at concurrency 1 (p50, and for streams the time
 to the first token). Ratios are taken within a round, then the median and range over rounds.
+On two or more CPUs the server under test runs alone on the last one (the issue's "one
+worker on its own core"), the fake upstream and the load client on the others.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +39,10 @@ from bench._common import (
     child_env,
     cpu_seconds,
     free_port,
+    pin,
     run_load,
     sigterm_as_exit,
+    split_cpus,
     wait_http,
 )
 from bench.bench_auth import AUDIENCE, ISSUER, signing_material
@@ -153,6 +158,22 @@ def start_all(children: Children, tmp: Path) -> tuple[dict[str, dict[str, Endpoi
     return servers, litellm
 
 
+def place(children: Children, servers: Iterable[int]) -> str:
+    """Each server under test on the last CPU (one at a time is loaded, so each has it to
+    itself), the fake upstream and the load clients on the others: a server's figures are
+    then its own, not a share of a core it fights the client for."""
+    split = split_cpus()
+    if split is None:
+        return "one CPU: servers, fake upstream and load client share it"
+    server_cpus, other_cpus = split
+    pin(os.getpid(), other_cpus)  # the load clients, started from here, inherit it
+    pin(children.pid("fake"), other_cpus)
+    for pid in servers:
+        pin(pid, server_cpus)
+    return (f"servers under test on CPU {sorted(server_cpus)}, fake upstream and load client "
+            f"on CPU {sorted(other_cpus)}")
+
+
 def _installed(module: str) -> bool:
     try:
         __import__(module)
@@ -193,6 +214,7 @@ def compare(args: argparse.Namespace) -> int:
             servers, litellm = start_all(children, Path(tmp_name))
             print(f"LiteLLM proxy: {litellm}")
             pids = {name: children.pid(name) for name in servers}
+            print(place(children, pids.values()))
             for name in servers:  # warm both (the first JWT verification, pools, caches)
                 for ep in servers[name].values():
                     load(ep, args.concurrency, args.warmup)
