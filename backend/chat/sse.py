@@ -96,8 +96,10 @@ class SSEResponse(StreamingResponse):
     gathered since its last write, joined into one write. Frames arriving apart (a model
     writing token by token) still go out one by one, at once; frames that arrived together
     (one upstream read holding many events) go out in one write instead of one each, each
-    of which costs a trip through every middleware and a syscall. Every frame stays its own
-    SSE event. When nothing has come for `keepalive` seconds, a comment goes out (0: never).
+    of which costs a trip through every middleware and a syscall; the frames gathered when
+    the body ends go out with the end of the response, in the same write. Every frame stays
+    its own SSE event. When nothing has come for `keepalive` seconds, a comment goes out
+    (0: never).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class SSEResponse(StreamingResponse):
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
         producer = asyncio.create_task(self._produce())
+        last = b""
         try:
             while not self._done or self._frames:
                 if not await self._wait():
@@ -141,13 +144,17 @@ class SSEResponse(StreamingResponse):
                     continue
                 if self._frames:
                     frames, self._frames = self._frames, []
-                    await self._send(send, frames[0] if len(frames) == 1 else b"".join(frames))
+                    body = frames[0] if len(frames) == 1 else b"".join(frames)
+                    if self._done and _ended_cleanly(producer):
+                        last = body  # the body is over: its last frames end the response
+                        break
+                    await self._send(send, body)
             await producer  # surface a failure of the body itself
         finally:
             # On a client disconnect this cancels the body: the stream is recorded as such.
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
     async def _produce(self) -> None:
         # An answer is bounded by its max output tokens, so the list needs no bound of its own.
@@ -173,3 +180,9 @@ class SSEResponse(StreamingResponse):
     @staticmethod
     async def _send(send: Send, body: bytes) -> None:
         await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+def _ended_cleanly(task: asyncio.Task[None]) -> bool:
+    # `_done` is set in the producer's `finally`, in the step that ends the task: by the time
+    # the response loop sees it, the task is done, and whether it failed is known.
+    return task.done() and not task.cancelled() and task.exception() is None

@@ -42,6 +42,49 @@ async def test_frames_ready_together_share_a_write_and_later_ones_are_not_held_b
     assert writes[1][0] >= 0.2
 
 
+async def _messages(
+    response: SSEResponse, sent: list[tuple[bytes, bool]] | None = None
+) -> list[tuple[bytes, bool]]:
+    """Each body message's bytes and `more_body`, into `sent` (kept if the response raises)."""
+    sent = [] if sent is None else sent
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append((message["body"], message["more_body"]))
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+    return sent
+
+
+async def test_the_last_frames_end_the_response_in_the_same_message() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: 0\n\n"
+        await asyncio.sleep(0.05)
+        yield b"data: 1\n\n"
+        yield b"data: end\n\n"
+
+    assert await _messages(SSEResponse(body(), keepalive=0)) == [
+        (b"data: 0\n\n", True), (b"data: 1\n\ndata: end\n\n", False),
+    ]
+
+
+async def test_a_body_that_fails_still_sends_what_it_made_and_does_not_end_cleanly() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: 0\n\n"
+        await asyncio.sleep(0.05)
+        yield b"data: 1\n\n"
+        raise RuntimeError("broken body")
+
+    sent: list[tuple[bytes, bool]] = []
+    with pytest.raises(RuntimeError, match="broken body"):
+        await _messages(SSEResponse(body(), keepalive=0), sent)
+    assert sent == [(b"data: 0\n\n", True), (b"data: 1\n\n", True)]
+
+
 async def test_a_quiet_stream_gets_keepalive_comments_between_frames() -> None:
     async def body() -> AsyncIterator[bytes]:
         yield b"data: a\n\n"
