@@ -134,8 +134,12 @@ async def build_services(settings: Settings) -> Services:
     rate_limits = await build_rate_limits(settings, specialists)
     rate_limits.metrics = metrics
     follow_specialists(specialists, settings, metrics, rate_limits)
+    # One session for every user's upstream calls: a cookie one answer sets (a provider's
+    # load balancer, say) must not ride along on someone else's next request, and keeping
+    # none also spares each request the jar's filtering and updating.
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), raise_for_status=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     recorder = UsageRecorder.from_settings(settings, engine, metrics)
     recorder.start()
