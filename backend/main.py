@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -225,6 +227,15 @@ async def close_services(services: Services) -> None:
         worker_exiting(services.settings.prometheus_multiproc_dir)
 
 
+def without_framework_telemetry() -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry spans and metrics (newer releases) switched off: the
+    portal has its own (backend/observability), which a second set would duplicate, and
+    FastAPI looks up OpenTelemetry's global providers on every request to decide."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; tests pass their own settings."""
     settings = settings or load_settings()
@@ -262,6 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Chat with the portal's specialists over REST and Server-Sent Events.",
         lifespan=lifespan,
         swagger_ui_parameters={"validatorUrl": None},
+        **without_framework_telemetry(),
     )
     # Read by SettingsDep. Not a dependency override: while any is set, FastAPI rebuilds
     # every dependency's signature analysis on every request (over 10 % of /chat/send's CPU).

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from httpx_sse import aconnect_sse
+from opentelemetry import metrics, trace
 
 from backend.main import create_app
 from backend.observability.tracing import TraceContextMiddleware
@@ -122,3 +124,21 @@ async def test_unset_endpoint_builds_no_tracing_at_all(tmp_path: Path) -> None:
         services = app.state.services
         assert services.tracing is None and services.chat.tracing is None
         assert services.chat._resilience._tracing is None
+
+
+def test_the_framework_adds_no_telemetry_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spans and metrics are the portal's own: FastAPI's native telemetry stays off, so a
+    request never asks OpenTelemetry for a global provider (which would also let a provider
+    set up by something else in the process double every request's span)."""
+    asked: list[str] = []
+    for module, name in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda real=real, name=name: asked.append(name) or real())
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        asked.clear()  # start-up may look; requests must not
+        for _ in range(3):
+            assert client.get("/health").status_code == 200
+            assert client.post("/chat/send", json={}).status_code == 422
+    assert asked == []
