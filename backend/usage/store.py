@@ -24,11 +24,12 @@ _COLUMNS = ", ".join(FIELD_NAMES)
 # SQLite: a batch as multi-row INSERTs, not executemany: the driver releases and retakes the
 # GIL around every row's step, and each time the event loop's thread holds it the writer's
 # thread waits for it (about 5 futex calls a request under load, half of them gone this
-# way). SQLite before 3.32 takes at most 999 parameters in a statement, newer ones 32,766.
+# way). Statements come in a few fixed sizes, so that the driver's statement cache holds a
+# handful of prepared statements, not one per batch size seen (each of those is large).
+# SQLite before 3.32 takes at most 999 parameters in a statement, newer ones 32,766.
 _SQLITE_ROW = f"({', '.join('?' for _ in FIELD_NAMES)})"
-SQLITE_ROWS_PER_STATEMENT = (
-    32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-) // len(FIELD_NAMES)
+_SQLITE_MAX_ROWS = (32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // len(FIELD_NAMES)
+SQLITE_CHUNKS = tuple(n for n in (256, 64, 16, 4, 1) if n <= _SQLITE_MAX_ROWS)
 # PostgreSQL, when a batch holds a request id already stored: the batch as one JSON array
 # (orjson writes the dataclasses in C), read into the table's own row type, which still
 # refuses an over-long string (SQLSTATE 22001) as the column would.
@@ -62,15 +63,25 @@ async def insert_batch(engine: AsyncEngine, batch: Sequence[UsageRecord]) -> int
         return await _insert_postgresql(engine, batch)
     inserted = 0
     async with engine.begin() as conn:
-        for start in range(0, len(batch), SQLITE_ROWS_PER_STATEMENT):
-            rows = batch[start:start + SQLITE_ROWS_PER_STATEMENT]
-            values = [v for r in rows for v in _sqlite_values(r)]
-            result = await conn.exec_driver_sql(_sqlite_insert(len(rows)), tuple(values))
+        start = 0
+        for size in _chunk_sizes(len(batch)):
+            values = [v for r in batch[start:start + size] for v in _sqlite_values(r)]
+            result = await conn.exec_driver_sql(_sqlite_insert(size), tuple(values))
             inserted += int(result.rowcount)
+            start += size
     return inserted
 
 
-@functools.lru_cache(maxsize=64)
+def _chunk_sizes(rows: int) -> list[int]:
+    """`rows` as a sum of SQLITE_CHUNKS' sizes, largest first."""
+    sizes = []
+    for size in SQLITE_CHUNKS:
+        count, rows = divmod(rows, size)
+        sizes += [size] * count
+    return sizes
+
+
+@functools.lru_cache(maxsize=len(SQLITE_CHUNKS))
 def _sqlite_insert(rows: int) -> str:
     return (f"INSERT INTO usage_log ({_COLUMNS}) VALUES {', '.join([_SQLITE_ROW] * rows)} "
             "ON CONFLICT (request_id) DO NOTHING")

@@ -17,8 +17,7 @@ from backend.tests.usage.helpers import count_rows, eventually, fetch_rows, make
 from backend.usage.record import UsageRecord
 from backend.usage.recorder import RecorderConfig, UsageRecorder
 from backend.usage.spool import REJECTED_FILE, Spool
-from backend.usage.store import SQLITE_ROWS_PER_STATEMENT as ROWS_PER_STATEMENT
-from backend.usage.store import insert_batch, is_row_error
+from backend.usage.store import SQLITE_CHUNKS, insert_batch, is_row_error
 
 FAST = RecorderConfig(
     batch_size=50, flush_interval=0.01, write_timeout=3, retry_initial=0.05, retry_max=0.2
@@ -80,12 +79,12 @@ async def test_a_record_written_twice_is_one_row(
 async def test_a_batch_larger_than_one_statement_is_written_whole_in_order(
     engine: AsyncEngine,
 ) -> None:
-    # SQLite takes a batch as multi-row INSERTs of a bounded number of rows each: a batch of
-    # several such statements, with stored ids in more than one of them, is still one
+    # SQLite takes a batch as multi-row INSERTs of a few fixed sizes: a batch of several
+    # such statements of every size, with stored ids in more than one of them, is still one
     # transaction's worth of rows in batch order, and the count is of the new ones only.
     stored = [make_record() for _ in range(5)]
     assert await insert_batch(engine, stored) == 5
-    fresh = [make_record(input_tokens=i) for i in range(ROWS_PER_STATEMENT * 3 + 7)]
+    fresh = [make_record(input_tokens=i) for i in range(sum(SQLITE_CHUNKS) * 2 + 3)]
     batch = [*fresh[:3], stored[0], *fresh[3:], *stored[1:]]
     assert await insert_batch(engine, batch) == len(fresh)
     rows = await fetch_rows(engine)
