@@ -175,17 +175,19 @@ def run_load(
     expect_tail: bytes | None = None,
     max_requests: int = 1_000_000,
     first: bytes | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Run the load client in its own process; return its JSON summary.
 
     With `first`, it also times each request until those bytes (the first token) arrive:
-    `ttft_p50_ms` / `ttft_p95_ms` in the summary.
+    `ttft_p50_ms` / `ttft_p95_ms` in the summary. With `raw`, every latency (and first-token
+    time) in ms too, as `latencies_ms` (and `firsts_ms`), to merge several runs' percentiles.
     """
     spec = {
         "url": url, "body": body.decode(), "concurrency": concurrency, "duration": duration,
         "headers": dict(headers or {}), "max_requests": max_requests,
         "expect_tail": expect_tail.decode() if expect_tail else None,
-        "first": first.decode() if first else None,
+        "first": first.decode() if first else None, "raw": raw,
     }
     done = subprocess.run(
         [sys.executable, "-m", "bench._common", "load", json.dumps(spec)],
@@ -242,6 +244,9 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
         for name, q in (("ttft_p50_ms", 0.5), ("ttft_p95_ms", 0.95)):
             summary[name] = ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 \
                 if ordered else float("nan")
+    if spec.get("raw"):
+        summary["latencies_ms"] = [1000 * x for x in latencies]
+        summary["firsts_ms"] = [1000 * x for x in firsts]
     return summary
 
 

@@ -13,9 +13,11 @@ guard masking (the message has no PII), specialists from the database, usage rec
 written to SQLite. LiteLLM's proxy is added when `litellm` is importable.
 
 For each endpoint (/chat/send, /chat/stream, /v1/chat/completions plain and streaming) and
-round, relay and portal are measured back to back, in an order that flips every round:
+round, relay and portal are measured side by side, in an order that flips every round:
 requests/s at --concurrency, then latency at concurrency 1 (p50, and for streams the time
-to the first token). Ratios are taken within a round, then the median and range over rounds.
+to the first token), each in --slices slices that alternate between the two (so that a slow
+spell of the shared machine falls on both). Ratios are taken within a round, then the
+median and range over rounds.
 On two or more CPUs the server under test runs alone on the last one (the issue's "one
 worker on its own core"), the fake upstream and the load client on the others.
 """
@@ -189,24 +191,59 @@ def load(ep: Endpoint, concurrency: int, duration: float, **kw: Any) -> dict[str
                     first=FIRST_TOKEN if ep.streaming else None, **kw)
 
 
-def point(ep: Endpoint, pid: int, args: argparse.Namespace) -> dict[str, float]:
-    """req/s and CPU per request at full concurrency; p50 (and first token) at concurrency 1."""
-    before = cpu_seconds(pid)
-    busy = load(ep, args.concurrency, args.duration)
-    cpu = cpu_seconds(pid) - before
-    idle = load(ep, 1, args.duration)
-    errors = busy["errors"] + idle["errors"]
-    if errors:
-        print(f"  ! {ep.url}: {errors} errors, first: {busy['first_error'] or idle['first_error']}")
-    return {"rps": busy["rps"], "cpu_us": 1e6 * cpu / max(1, busy["requests"]),
-            "p50": idle["p50_ms"], "ttft": idle.get("ttft_p50_ms", float("nan")),
-            "errors": errors}
+def pair(
+    eps: dict[str, Endpoint], pids: dict[str, int], order: tuple[str, ...],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, float]]:
+    """Each server's req/s and CPU per request at full concurrency, and p50 (and time to
+    first token) at concurrency 1. Each is measured in `--slices` slices that alternate
+    between the servers, so a slow spell of the machine falls on both, not on one."""
+    busy = {name: {"requests": 0.0, "seconds": 0.0, "cpu": 0.0} for name in order}
+    latencies: dict[str, list[float]] = {name: [] for name in order}
+    firsts: dict[str, list[float]] = {name: [] for name in order}
+    errors = dict.fromkeys(order, 0)
+    first_error: str | None = None
+    slice_seconds = args.duration / args.slices
+    for _ in range(args.slices):
+        for name in order:
+            before = cpu_seconds(pids[name])
+            got = load(eps[name], args.concurrency, slice_seconds)
+            b = busy[name]
+            b["cpu"] += cpu_seconds(pids[name]) - before
+            b["requests"] += got["requests"]
+            b["seconds"] += got["elapsed"]
+            errors[name] += got["errors"]
+            first_error = first_error or got["first_error"]
+    for _ in range(args.slices):
+        for name in order:
+            got = load(eps[name], 1, slice_seconds, raw=True)
+            latencies[name] += got["latencies_ms"]
+            firsts[name] += got["firsts_ms"]
+            errors[name] += got["errors"]
+            first_error = first_error or got["first_error"]
+    points = {}
+    for name in order:
+        if errors[name]:
+            print(f"  ! {eps[name].url}: {errors[name]} errors, first: {first_error}")
+        b = busy[name]
+        points[name] = {
+            "rps": b["requests"] / max(b["seconds"], 1e-9),
+            "cpu_us": 1e6 * b["cpu"] / max(1.0, b["requests"]),
+            "p50": _median(latencies[name]), "ttft": _median(firsts[name]),
+            "errors": errors[name],
+        }
+    return points
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def compare(args: argparse.Namespace) -> int:
     """Relay vs portal, every endpoint, rounds in alternating order; print the tables."""
-    print(f"bench_lean: concurrency {args.concurrency} and 1, {args.duration:g} s per point, "
-          f"{args.rounds} round(s), 2 servers x {len(ENDPOINTS)} endpoints")
+    print(f"bench_lean: concurrency {args.concurrency} and 1, {args.duration:g} s per point "
+          f"(in {args.slices} slices alternating between the servers), {args.rounds} round(s), "
+          f"2 servers x {len(ENDPOINTS)} endpoints")
     samples: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_lean_") as tmp_name, sigterm_as_exit():
         children = Children(Path(tmp_name))
@@ -221,8 +258,8 @@ def compare(args: argparse.Namespace) -> int:
             for round_no in range(args.rounds):
                 order = ("relay", "portal") if round_no % 2 == 0 else ("portal", "relay")
                 for endpoint in ENDPOINTS:
-                    for name in order:
-                        p = point(servers[name][endpoint], pids[name], args)
+                    eps = {name: servers[name][endpoint] for name in order}
+                    for name, p in pair(eps, pids, order, args).items():
                         samples.setdefault((endpoint, name), []).append(p)
                     r, p = samples[(endpoint, "relay")][-1], samples[(endpoint, "portal")][-1]
                     print(f"  round {round_no + 1} {endpoint:9} relay {r['rps']:6.0f} req/s "
@@ -358,6 +395,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per point")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds per endpoint, once")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; median")
+    parser.add_argument("--slices", type=int, default=4,
+                        help="each point's time, cut into slices that alternate between "
+                             "relay and portal")
     parser.add_argument("--concurrency", type=int, default=None, help="16 (workers: 32)")
     parser.add_argument("--requests", type=int, default=200_000, help="memory: total requests")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
