@@ -93,13 +93,13 @@ class SSEResponse(StreamingResponse):
     """An event stream that writes frames as they come and keep-alives when it is quiet.
 
     The body is read by a producer task into a list; the response loop sends whatever has
-    gathered since its last write, joined into one write. Frames arriving apart (a model
-    writing token by token) still go out one by one, at once; frames that arrived together
-    (one upstream read holding many events) go out in one write instead of one each, each
-    of which costs a trip through every middleware and a syscall; the frames gathered when
-    the body ends go out with the end of the response, in the same write. Every frame stays
-    its own SSE event. When nothing has come for `keepalive` seconds, a comment goes out
-    (0: never).
+    gathered since its last write, joined into one write. The first frame goes out by itself,
+    at once. Frames arriving apart (a model writing token by token) still go out one by one,
+    at once; frames that arrived together (one upstream read holding many events) go out in
+    one write instead of one each, each of which costs a trip through every middleware and a
+    syscall; the frames gathered when the body ends go out with the end of the response, in
+    the same write. Every frame stays its own SSE event. When nothing has come for
+    `keepalive` seconds, a comment goes out (0: never).
     """
 
     def __init__(
@@ -158,10 +158,17 @@ class SSEResponse(StreamingResponse):
 
     async def _produce(self) -> None:
         # An answer is bounded by its max output tokens, so the list needs no bound of its own.
+        first = True
         try:
             async for frame in self._source:
                 self._frames.append(frame)
                 self._ready.set()
+                if first:
+                    # The first frame leaves at once, ahead of the rest of its upstream read
+                    # (often the whole answer, from a fast upstream): the first token's wait
+                    # is not the whole read's processing.
+                    first = False
+                    await asyncio.sleep(0)
         finally:
             self._done = True
             self._ready.set()

@@ -162,26 +162,33 @@ def portal_facts(record: UsageRecord) -> dict[str, Any]:
 
 
 async def chunk_frames(stream: ChatStream, writer: ChunkWriter) -> AsyncIterator[bytes]:
-    """Role chunk, text chunks, finish chunk, usage chunk if asked, `[DONE]`; or an error."""
-    yield writer.role()
+    """Role chunk, text chunks, finish chunk, usage chunk if asked, `[DONE]`; or an error.
+
+    The role chunk travels with the frame after it, so the first frame the response sends
+    ahead of the rest (see SSEResponse) carries the first text, not the role alone.
+    """
+    head = writer.role()
     reason: str | None = None
     try:
         async for event in stream.events():
             if isinstance(event, TextDelta):
                 if event.text:
-                    yield writer.refusal(event.text) if event.refusal else writer.text(event.text)
+                    frame = writer.refusal(event.text) if event.refusal else writer.text(event.text)
+                    if head:
+                        frame, head = head + frame, b""
+                    yield frame
             elif isinstance(event, StreamEnd):
                 reason = event.finish_reason
     except PortalError as exc:
         # OpenAI ends a failed stream with the error frame alone; the SDK raises on it.
-        yield writer.error(exc)
+        yield head + writer.error(exc)
         return
     record = stream.record
     assert record is not None  # events() records in its finally, before we get here
     portal = portal_facts(record)
     if writer.include_usage:
-        yield writer.finish(finish_reason(reason), None)
+        yield head + writer.finish(finish_reason(reason), None)
         yield writer.usage(record, portal)
     else:
-        yield writer.finish(finish_reason(reason), portal)
+        yield head + writer.finish(finish_reason(reason), portal)
     yield DONE

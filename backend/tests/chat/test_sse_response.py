@@ -31,15 +31,41 @@ async def _run(response: SSEResponse) -> list[tuple[float, bytes]]:
 
 async def test_frames_ready_together_share_a_write_and_later_ones_are_not_held_back() -> None:
     async def body() -> AsyncIterator[bytes]:
-        for i in range(3):
+        for i in range(4):
             yield f"data: {i}\n\n".encode()  # no await between: one upstream read's worth
         await asyncio.sleep(0.2)
-        yield b"data: 3\n\n"
+        yield b"data: 4\n\n"
 
     writes = await _run(SSEResponse(body(), keepalive=0))
-    assert [w for _, w in writes] == [b"data: 0\n\ndata: 1\n\ndata: 2\n\n", b"data: 3\n\n"]
-    assert writes[0][0] < 0.1  # the first three went out before the pause, not after
-    assert writes[1][0] >= 0.2
+    assert [w for _, w in writes] == [
+        b"data: 0\n\n", b"data: 1\n\ndata: 2\n\ndata: 3\n\n", b"data: 4\n\n"
+    ]
+    assert writes[1][0] < 0.1  # the first four went out before the pause, not after
+    assert writes[2][0] >= 0.2
+
+
+async def test_the_first_frame_leaves_before_the_rest_of_its_read_is_made() -> None:
+    """A fast upstream hands over the whole answer in one read: the first token must not
+    wait for the rest of it to be processed (here, a body still busy after its first frame)."""
+    sent_first_at: list[int] = []
+    made = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal made
+        for i in range(3):
+            made += 1
+            yield f"data: {i}\n\n".encode()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not sent_first_at:
+            sent_first_at.append(made)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    await SSEResponse(body(), keepalive=0)({"type": "http"}, receive, send)
+    assert sent_first_at == [1]  # sent when one frame had been made, not all three
 
 
 async def _messages(
