@@ -168,10 +168,23 @@ class SSEResponse(StreamingResponse):
                     # (often the whole answer, from a fast upstream): the first token's wait
                     # is not the whole read's processing.
                     first = False
-                    await asyncio.sleep(0)
+                    await self._pause()
         finally:
             self._done = True
             self._ready.set()
+
+    async def _pause(self) -> None:
+        """Let the response loop run. Cancelled here (the client left), the body is waiting
+        at a `yield`, outside any await of its own, so a cancellation cannot reach it: it is
+        closed now, so that its clean-up (the usage record) runs now, not whenever the
+        generator happens to be collected."""
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            aclose = getattr(self._source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            raise
 
     async def _wait(self) -> bool:
         """Wait for frames (or the end); False when `keepalive` seconds passed without any."""

@@ -111,6 +111,33 @@ async def test_a_body_that_fails_still_sends_what_it_made_and_does_not_end_clean
     assert sent == [(b"data: 0\n\n", True), (b"data: 1\n\n", True)]
 
 
+async def test_a_client_leaving_right_after_the_first_frame_closes_the_body_at_once() -> None:
+    """The disconnect lands while the producer pauses after the first frame, with the body
+    waiting at its `yield`: the body's clean-up (where a chat stream records its usage) must
+    run before the response returns, not when the generator is garbage collected."""
+    produced, closed = asyncio.Event(), asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            produced.set()
+            yield b"data: 0\n\n"
+            await asyncio.sleep(3600)
+            yield b"never"
+        finally:
+            closed.set()
+
+    async def receive() -> dict[str, Any]:
+        await produced.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    source = body()  # held here: collecting it would close it too, and hide a late close
+    await asyncio.wait_for(SSEResponse(source, keepalive=0)({"type": "http"}, receive, send), 2)
+    assert closed.is_set()
+
+
 async def test_a_quiet_stream_gets_keepalive_comments_between_frames() -> None:
     async def body() -> AsyncIterator[bytes]:
         yield b"data: a\n\n"
