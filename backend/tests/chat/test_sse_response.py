@@ -29,6 +29,20 @@ async def _run(response: SSEResponse) -> list[tuple[float, bytes]]:
     return writes
 
 
+async def _one_frame_then_silence(
+    closed: asyncio.Event, produced: asyncio.Event | None = None
+) -> AsyncIterator[bytes]:
+    """A body that makes one frame and then waits forever; `closed` once it is closed."""
+    try:
+        if produced is not None:
+            produced.set()
+        yield b"data: a\n\n"
+        await asyncio.sleep(3600)
+        yield b"never"
+    finally:
+        closed.set()
+
+
 async def test_frames_ready_together_share_a_write_and_later_ones_are_not_held_back() -> None:
     async def body() -> AsyncIterator[bytes]:
         for i in range(4):
@@ -117,15 +131,6 @@ async def test_a_client_leaving_right_after_the_first_frame_closes_the_body_at_o
     run before the response returns, not when the generator is garbage collected."""
     produced, closed = asyncio.Event(), asyncio.Event()
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            produced.set()
-            yield b"data: 0\n\n"
-            await asyncio.sleep(3600)
-            yield b"never"
-        finally:
-            closed.set()
-
     async def receive() -> dict[str, Any]:
         await produced.wait()
         return {"type": "http.disconnect"}
@@ -133,7 +138,8 @@ async def test_a_client_leaving_right_after_the_first_frame_closes_the_body_at_o
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    source = body()  # held here: collecting it would close it too, and hide a late close
+    # Held here: collecting the body would close it too, and hide a late close.
+    source = _one_frame_then_silence(closed, produced)
     await asyncio.wait_for(SSEResponse(source, keepalive=0)({"type": "http"}, receive, send), 2)
     assert closed.is_set()
 
@@ -151,16 +157,7 @@ async def test_a_quiet_stream_gets_keepalive_comments_between_frames() -> None:
 
 async def test_a_client_that_leaves_cancels_the_body() -> None:
     closed = asyncio.Event()
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield b"data: a\n\n"
-            await asyncio.sleep(3600)
-            yield b"never"
-        finally:
-            closed.set()
-
-    task = asyncio.create_task(_run(SSEResponse(body(), keepalive=0)))
+    task = asyncio.create_task(_run(SSEResponse(_one_frame_then_silence(closed), keepalive=0)))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -180,14 +177,6 @@ def test_the_text_frame_is_the_encoded_seed_chunk(text: str) -> None:
 async def test_a_disconnect_message_ends_the_response_and_closes_the_body() -> None:
     closed = asyncio.Event()
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield b"data: a\n\n"
-            await asyncio.sleep(3600)
-            yield b"never"
-        finally:
-            closed.set()
-
     async def receive() -> dict[str, Any]:
         await asyncio.sleep(0.05)
         return {"type": "http.disconnect"}
@@ -198,6 +187,7 @@ async def test_a_disconnect_message_ends_the_response_and_closes_the_body() -> N
         sent.append(message)
 
     scope = {"type": "http", "asgi": {"spec_version": "2.3"}}
-    await asyncio.wait_for(SSEResponse(body(), keepalive=0)(scope, receive, send), 2)
+    response = SSEResponse(_one_frame_then_silence(closed), keepalive=0)
+    await asyncio.wait_for(response(scope, receive, send), 2)
     assert closed.is_set()
     assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"data: a\n\n"]
