@@ -25,20 +25,18 @@ class ExactPaths:
         self.app = app
         self.router = router
         self.table: dict[str, APIRoute] = {}
-        self.methods: dict[str, frozenset[str]] = {}
         for route in routes:
             if not isinstance(route, APIRoute) or route.param_convertors or (
                 route.path in self.table
             ):
                 raise ValueError(f"not a fixed path of its own: {route}")
             self.table[route.path] = route
-            self.methods[route.path] = frozenset(route.methods or ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A matched route's handler with the scope keys the router would set; else the router."""
         if scope["type"] == "http" and not scope.get("root_path"):
             route = self.table.get(scope["path"])
-            if route is not None and scope["method"] in self.methods[route.path]:
+            if route is not None and scope["method"] in (route.methods or ()):
                 scope.setdefault("router", self.router)
                 scope["endpoint"] = route.endpoint
                 scope["path_params"] = {}
