@@ -168,23 +168,19 @@ class SSEResponse(StreamingResponse):
                     # (often the whole answer, from a fast upstream): the first token's wait
                     # is not the whole read's processing.
                     first = False
-                    await self._pause()
+                    await asyncio.sleep(0)
         finally:
-            self._done = True
-            self._ready.set()
-
-    async def _pause(self) -> None:
-        """Let the response loop run. Cancelled here (the client left), the body is waiting
-        at a `yield`, outside any await of its own, so a cancellation cannot reach it: it is
-        closed now, so that its clean-up (the usage record) runs now, not whenever the
-        generator happens to be collected."""
-        try:
-            await asyncio.sleep(0)
-        except BaseException:
-            aclose = getattr(self._source, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            raise
+            try:
+                # Left between two frames (cancelled in the pause above, the client gone),
+                # the body waits at a `yield`, where no cancellation reaches it: close it now,
+                # so its clean-up (the usage record) runs now, not when it is collected.
+                # Ended any other way, it is closed already and this does nothing.
+                aclose = getattr(self._source, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                self._done = True
+                self._ready.set()
 
     async def _wait(self) -> bool:
         """Wait for frames (or the end); False when `keepalive` seconds passed without any."""
