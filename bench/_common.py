@@ -51,6 +51,15 @@ def free_port() -> int:
         return port
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here (an optional competitor, such as LiteLLM)."""
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
 def split_cpus() -> tuple[set[int], set[int]] | None:
     """(the server's CPU, everyone else's): the last CPU this process may use for the server
     under test, the rest for the load client and the fake upstream; None on one CPU."""

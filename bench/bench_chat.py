@@ -30,6 +30,7 @@ from bench._common import (
     child_env,
     cpu_seconds,
     free_port,
+    installed,
     run_load,
     sigterm_as_exit,
     wait_http,
@@ -272,14 +273,6 @@ def serve_fake(port: int, chunks: int, chunk_delay: float) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def _installed(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
 def run(args: argparse.Namespace) -> int:
     """Start everything, measure, stop everything, print the report."""
     points = args.rounds * len(ENDPOINTS) * len(TARGETS)
@@ -288,8 +281,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"bench_chat: {args.chunks} text chunks per stream {pace}, concurrency "
           f"{args.concurrency} and 1, {args.duration:g} s per point, {args.rounds} round(s), "
           f"about {math.ceil(planned)} s")
-    loop = "uvloop" if _installed("uvloop") else "asyncio"
-    http = "httptools" if _installed("httptools") else "h11"
+    loop = "uvloop" if installed("uvloop") else "asyncio"
+    http = "httptools" if installed("httptools") else "h11"
     print(f"uvicorn: loop={loop}, http={http} (the same for portal and passthrough)")
     with tempfile.TemporaryDirectory(prefix="bench_chat_") as tmp_name, sigterm_as_exit():
         tmp = Path(tmp_name)

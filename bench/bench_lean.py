@@ -10,7 +10,8 @@ portal (`python -m uvicorn backend.main:app`, one worker) with everything on: AU
 with a static key set and one token (served from the verified-token cache after its first
 use), a user and a portal budget in force (BUDGET_BACKEND=memory), metrics on, the PII
 guard masking (the message has no PII), specialists from the database, usage records
-written to SQLite. LiteLLM's proxy is added when `litellm` is importable.
+written to SQLite. LiteLLM's proxy is not run (it is not on the development machines); the
+run's first lines say whether it is installed.
 
 For each endpoint (/chat/send, /chat/stream, /v1/chat/completions plain and streaming) and
 round, relay and portal are measured side by side, in an order that flips every round:
@@ -25,170 +26,28 @@ worker on its own core"), the fake upstream and the load client on the others.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bench._common import (
-    Children,
-    child_env,
-    cpu_seconds,
-    free_port,
-    pin,
-    run_load,
-    sigterm_as_exit,
-    split_cpus,
-    wait_http,
-)
-from bench.bench_auth import AUDIENCE, ISSUER, signing_material
-from bench.bench_chat import (
-    API_KEY,
-    HISTORY,
-    MESSAGE,
-    SPECIALIST,
-    SPECIALIST_ID,
-    chat_body,
-    specialists_yaml,
-    uvicorn_args,
+from bench._common import Children, cpu_seconds, sigterm_as_exit
+from bench.bench_auth import signing_material
+from bench.lean_servers import (
+    Endpoint,
+    endpoints,
+    load,
+    place,
+    start_all,
+    start_fake,
+    start_portal,
 )
 
 ENDPOINTS = ("send", "stream", "v1", "v1-stream")
 TARGET_RATIO = 0.60
 TARGET_ADDED_MS = {"send": 1.0, "v1": 1.0, "stream": 1.5, "v1-stream": 1.5}
-FIRST_TOKEN = b"word0"  # the fake's first text chunk
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One endpoint of one server: URL, body, headers, and how a complete answer ends."""
-
-    url: str
-    body: bytes
-    headers: dict[str, str]
-    tail: bytes | None
-    streaming: bool
-
-
-def v1_body(*, stream: bool) -> bytes:
-    """An OpenAI-shaped request naming the bench specialist, with the same conversation."""
-    messages = [*HISTORY, {"role": "user", "content": MESSAGE}]
-    body: dict[str, Any] = {"model": SPECIALIST_ID, "messages": messages}
-    if stream:
-        body.update(stream=True, stream_options={"include_usage": True})
-    return json.dumps(body).encode()
-
-
-def portal_env(tmp: Path, base: str, jwks: dict[str, Any], **extra: str) -> dict[str, str]:
-    """The portal's environment with every feature on."""
-    return child_env(
-        ENVIRONMENT="development", OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY,
-        DATABASE_URL=f"sqlite:///{tmp / 'portal.db'}", USAGE_SPOOL_DIR=str(tmp / "spool"),
-        SPECIALISTS_FILE=str(tmp / "specialists.yaml"), SPECIALISTS_SOURCE="database",
-        AUTH_MODE="jwt", JWT_STATIC_JWKS=json.dumps(jwks), JWT_ISSUER=ISSUER,
-        JWT_AUDIENCE=AUDIENCE, BUDGET_BACKEND="memory", BUDGET_USER_USD="1000000",
-        BUDGETS=json.dumps({"portal": 1e9}), METRICS_ENABLED="true", PII_DEFAULT_MODE="mask",
-        RATE_LIMIT_REQUESTS=str(10**12), RATE_LIMIT_WINDOW_SECONDS="3600",
-        LOG_LEVEL="WARNING", **extra,
-    )
-
-
-def endpoints(port: int, headers: dict[str, str], *, portal: bool) -> dict[str, Endpoint]:
-    """The four endpoints of a portal or relay listening on `port`."""
-    root = f"http://127.0.0.1:{port}"
-    send_tail = b'"request_id"' if portal else None
-    stream_tail = b'"is_final":true' if portal else b"data: [DONE]"
-    return {
-        "send": Endpoint(f"{root}/chat/send", chat_body(), headers, send_tail, False),
-        "stream": Endpoint(f"{root}/chat/stream", chat_body(), headers, stream_tail, True),
-        "v1": Endpoint(f"{root}/v1/chat/completions", v1_body(stream=False), headers,
-                       b'"usage"', False),
-        "v1-stream": Endpoint(f"{root}/v1/chat/completions", v1_body(stream=True), headers,
-                              b"data: [DONE]", True),
-    }
-
-
-def start_fake(children: Children, tmp: Path) -> str:
-    """The fake upstream; its base URL. Also writes the specialists file."""
-    fake = free_port()
-    children.start("fake", [sys.executable, "-m", "bench.bench_chat", "fake", "--port",
-                            str(fake), "--chunks", "20"], child_env())
-    (tmp / "specialists.yaml").write_text(specialists_yaml())
-    wait_http(children, f"http://127.0.0.1:{fake}/health")
-    return f"http://127.0.0.1:{fake}/v1"
-
-
-def start_portal(
-    children: Children, name: str, tmp: Path, base: str, jwks: dict[str, Any], workers: int = 1
-) -> int:
-    """A portal with every feature on; its port."""
-    port = free_port()
-    args = uvicorn_args("backend.main:app", port)
-    args[args.index("--workers") + 1] = str(workers)
-    extra = {}
-    if workers > 1:  # metrics across workers need prometheus-client's shared directory
-        (tmp / f"prom-{name}").mkdir()
-        extra["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / f"prom-{name}")
-    folder = tmp / name
-    folder.mkdir()
-    (folder / "specialists.yaml").write_text(specialists_yaml())
-    children.start(name, args, portal_env(folder, base, jwks, **extra))
-    wait_http(children, f"http://127.0.0.1:{port}/health", timeout=60)
-    return port
-
-
-def start_all(children: Children, tmp: Path) -> tuple[dict[str, dict[str, Endpoint]], str]:
-    """Fake, relay and portal (and LiteLLM's proxy if installed); endpoints per server."""
-    base = start_fake(children, tmp)
-    jwks, token = signing_material()
-    relay = free_port()
-    children.start("relay", uvicorn_args("bench.passthrough:app", relay), child_env(
-        OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY, PASSTHROUGH_SPECIALIST=json.dumps(SPECIALIST),
-    ))
-    wait_http(children, f"http://127.0.0.1:{relay}/health")
-    portal = start_portal(children, "portal", tmp, base, jwks)
-    auth = {"Authorization": f"Bearer {token}"}
-    servers = {"relay": endpoints(relay, {}, portal=False),
-               "portal": endpoints(portal, auth, portal=True)}
-    litellm = "installed" if _installed("litellm") else "not installed: skipped"
-    return servers, litellm
-
-
-def place(children: Children, servers: Iterable[int]) -> str:
-    """Each server under test on the last CPU (one at a time is loaded, so each has it to
-    itself), the fake upstream and the load clients on the others: a server's figures are
-    then its own, not a share of a core it fights the client for."""
-    split = split_cpus()
-    if split is None:
-        return "one CPU: servers, fake upstream and load client share it"
-    server_cpus, other_cpus = split
-    pin(os.getpid(), other_cpus)  # the load clients, started from here, inherit it
-    pin(children.pid("fake"), other_cpus)
-    for pid in servers:
-        pin(pid, server_cpus)
-    return (f"servers under test on CPU {sorted(server_cpus)}, fake upstream and load client "
-            f"on CPU {sorted(other_cpus)}")
-
-
-def _installed(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
-def load(ep: Endpoint, concurrency: int, duration: float, **kw: Any) -> dict[str, Any]:
-    """One load point against one endpoint."""
-    return run_load(ep.url, ep.body, concurrency=concurrency, duration=duration,
-                    headers=ep.headers, expect_tail=ep.tail,
-                    first=FIRST_TOKEN if ep.streaming else None, **kw)
 
 
 def pair(
