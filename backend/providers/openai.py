@@ -127,21 +127,34 @@ class OpenAIProvider(Provider):
                         # Before any text or usage, the upstream refused before generating.
                         billed = None if said or usage else False
                         raise body_error(self.name, chunk["error"], billed=billed)
-                    model = text(chunk.get("model")) or model
-                    usage = _usage(chunk.get("usage")) or usage
-                    for choice in objects(chunk.get("choices")):
-                        delta = obj(choice.get("delta"))
-                        content, refusal = text(delta.get("content")), text(delta.get("refusal"))
-                        if content:
-                            said = True
-                            yield TextDelta(content)
-                        elif refusal:
-                            said = refused = True
-                            yield TextDelta(refusal, refusal=True)
-                        elif delta.get("reasoning_content") or delta.get("reasoning"):
-                            # Compatible servers (vLLM, Ollama, DeepSeek) stream reasoning.
-                            yield Thinking()
-                        finish = text(choice.get("finish_reason")) or finish
+                    # The same defensive reads as wire.py's helpers (a value of the wrong
+                    # type is a missing one), written out: this runs for every token.
+                    value = chunk.get("model")
+                    if value and isinstance(value, str):
+                        model = value
+                    if value := chunk.get("usage"):
+                        usage = _usage(value) or usage
+                    choices = chunk.get("choices")
+                    if not isinstance(choices, list):
+                        continue
+                    for choice in choices:
+                        if not isinstance(choice, dict):
+                            continue
+                        delta = choice.get("delta")
+                        if isinstance(delta, dict):
+                            content, refusal = delta.get("content"), delta.get("refusal")
+                            if content and isinstance(content, str):
+                                said = True
+                                yield TextDelta(content)
+                            elif refusal and isinstance(refusal, str):
+                                said = refused = True
+                                yield TextDelta(refusal, refusal=True)
+                            elif delta.get("reasoning_content") or delta.get("reasoning"):
+                                # Compatible servers (vLLM, Ollama, DeepSeek) stream reasoning.
+                                yield Thinking()
+                        value = choice.get("finish_reason")
+                        if value and isinstance(value, str):
+                            finish = value
         except ProviderError as exc:
             exc.usage = exc.usage or usage
             raise
@@ -199,11 +212,12 @@ def _parse_chunk(provider: str, data: str) -> dict[str, Any]:
     # A compatible server or a proxy in between can garble a frame (an HTML error page,
     # say); that is a broken stream, not a bare JSONDecodeError escaping our error tree.
     try:
-        return body_object(provider, orjson.loads(data))
+        chunk = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProviderStreamCut(
             f"{provider} sent a stream frame that is not JSON", provider=provider
         ) from exc
+    return chunk if isinstance(chunk, dict) else body_object(provider, chunk)
 
 
 def body_error(provider: str, error: Any, *, billed: bool | None) -> ProviderError:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import aiohttp
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, over twice the
+# cost of a plain one, and one of these is made for every token of every stream.
+@dataclass(slots=True)
 class SSEEvent:
     """One dispatched event: its `event:` name (default "message") and joined `data:` lines."""
 
