@@ -8,7 +8,7 @@ providers then see a frame that is not their JSON, and answer with their own err
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -33,22 +33,28 @@ async def iter_sse(content: aiohttp.StreamReader, *, raw: bool = False) -> Async
 
     Per network read: line endings are normalised to LF once, the buffer is split into
     blank-line-separated blocks, and the usual block (one `data:` line) is yielded without
-    a per-line loop, since this runs for every token of every stream.
+    a per-line loop or a generator of its own, since this runs for every token of every
+    stream.
 
     With `raw`, lines that are no SSE field (Gemini writes a failing stream's
     google.rpc.Status as bare, pretty-printed JSON) come out as one `raw` event per block,
     the trailing one included, as google-genai's reader rebuilds them.
     """
-    buffer = b""
-    async for chunk in content.iter_any():
-        blocks, buffer = _blocks(buffer + chunk, final=False)
-        for event in _dispatch(blocks, raw):
-            yield event
-    blocks, rest = _blocks(buffer, final=True)
-    if raw and rest.strip():
-        blocks.append(rest)
-    for event in _dispatch(blocks, raw):
-        yield event
+    buffer, final = b"", False
+    while not final:
+        # readany() is what iter_any() awaits, without the iterator's own coroutine per read;
+        # b"" is the end of the body.
+        chunk = await content.readany()
+        final = not chunk
+        blocks, buffer = _blocks(buffer + chunk, final=final)
+        if final and raw and buffer.strip():
+            blocks.append(buffer)
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:  # the usual block
+                yield SSEEvent("message", block[6:].decode("utf-8", "replace"))
+            elif block:
+                for event in _parse_block(block.decode("utf-8", "replace"), raw):
+                    yield event
 
 
 def _blocks(buffer: bytes, *, final: bool) -> tuple[list[bytes], bytes]:
@@ -61,14 +67,6 @@ def _blocks(buffer: bytes, *, final: bool) -> tuple[list[bytes], bytes]:
         buffer = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + held
     blocks = buffer.split(b"\n\n")
     return blocks, blocks.pop()
-
-
-def _dispatch(blocks: list[bytes], raw: bool = False) -> Iterator[SSEEvent]:
-    for block in blocks:
-        if block.startswith(b"data: ") and b"\n" not in block:
-            yield SSEEvent("message", block[6:].decode("utf-8", "replace"))
-        elif block:
-            yield from _parse_block(block.decode("utf-8", "replace"), raw)
 
 
 def _parse_block(block: str, raw: bool = False) -> list[SSEEvent]:

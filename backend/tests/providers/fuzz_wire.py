@@ -7,7 +7,7 @@ request, reads the (fuzzed) body through the real SSE reader and maps it, as in 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -93,11 +93,11 @@ def frames(events: Sequence[tuple[str | None, Any]]) -> bytes:
 
 class _Content:
     def __init__(self, reads: list[bytes]) -> None:
-        self._reads = reads
+        self._reads = iter(reads)
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        for read in self._reads:
-            yield read
+    async def readany(self) -> bytes:
+        """The next read; b"" once there are none (the end of the body), as aiohttp's."""
+        return next(self._reads, b"")
 
 
 class _Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,11 +13,11 @@ class _Reads:
     """Stands in for aiohttp's StreamReader: hands out the given reads in order."""
 
     def __init__(self, reads: list[bytes]) -> None:
-        self._reads = reads
+        self._reads = iter(reads)
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        for read in self._reads:
-            yield read
+    async def readany(self) -> bytes:
+        """The next read; b"" once there are none (the end of the body), as aiohttp's."""
+        return next(self._reads, b"")
 
 
 async def _events(reads: list[bytes]) -> list[SSEEvent]:
