@@ -88,12 +88,21 @@ ServicesDep = Annotated[Services, Depends(_services)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
+def state_of(connection: HTTPConnection) -> dict[str, Any]:
+    """The request's state as the dict behind `connection.state`: the chat path reads and
+    writes it several times a request, and each `connection.state.x` goes through
+    Starlette's State object and its Python-level `__getattr__`."""
+    state: dict[str, Any] = connection.scope.setdefault("state", {})
+    return state
+
+
 async def identify(connection: HTTPConnection) -> Identity:
     """The caller's identity, resolved once per request (STYLE 13) and kept on its state."""
-    identity: Identity | None = getattr(connection.state, "identity", None)
+    state = state_of(connection)
+    identity: Identity | None = state.get("identity")
     if identity is None:
         identity = await get_services(connection).auth.identify(connection)
-        connection.state.identity = identity
+        state["identity"] = identity
     return identity
 
 
@@ -116,7 +125,7 @@ async def take_rate_limit_token(
         user=identity.user_hash,
         specialist=specialist_id,
     )
-    connection.state.rate_limit = decision
+    state_of(connection)["rate_limit"] = decision
     return decision
 
 
@@ -149,7 +158,7 @@ async def enforce_rate_limit(
 
     The body is only read for the specialist when some specialist has a limit of its own.
     """
-    decision: RateDecision | None = getattr(request.state, "rate_limit", None)
+    decision: RateDecision | None = state_of(request).get("rate_limit")
     if decision is None:
         identity = await identify(request)
         specialist = None
@@ -196,7 +205,7 @@ class RateLimitedRoute(APIRoute):
 
         async def limited(request: Request) -> Response:
             services = get_services(request)
-            request.state.transport = transport
+            state_of(request)["transport"] = transport
             try:
                 require_json(request)
                 await enforce_rate_limit(request, services, specialist_of)
@@ -212,7 +221,7 @@ def count_refusal(
     connection: HTTPConnection, metrics: PortalMetrics, transport: str, exc: BaseException
 ) -> None:
     """Count a chat request that failed before the chat service took it (which counts its own)."""
-    context: RequestContext | None = getattr(connection.state, "chat_context", None)
+    context: RequestContext | None = state_of(connection).get("chat_context")
     if context is None:
         metrics.chat_refused(transport, None, outcome_of(exc))
     elif not context.counted:  # refused after its specialist was known: a 402, a 403
@@ -227,7 +236,8 @@ def request_context(
     """One chat request's context on any transport (a WebSocket builds one per message);
     the budget's remaining USD goes on the connection's response headers (HTTP only)."""
     note = BudgetNote()
-    connection.state.budget = note
+    state = state_of(connection)
+    state["budget"] = note
     context = RequestContext(
         request_id=request_id,
         received_at=received_at,
@@ -237,7 +247,7 @@ def request_context(
         transport=transport,
         budget=note,
     )
-    connection.state.chat_context = context  # what `count_refusal` looks at
+    state["chat_context"] = context  # what `count_refusal` looks at
     return context
 
 
@@ -255,11 +265,11 @@ async def chat_call(request: Request) -> ChatCall:
     One dependency rather than three on purpose: FastAPI's per-dependency overhead was a
     visible share of /chat/send's CPU.
     """
-    decision: RateDecision = request.state.rate_limit  # set by RateLimitedRoute
+    state = state_of(request)  # rate_limit, identity and transport set by RateLimitedRoute
     context = request_context(
-        request, request.state.identity, decision,
-        request_id=request.state.request_id, received_at=request.state.received_at,
-        transport=request.state.transport,
+        request, state["identity"], state["rate_limit"],
+        request_id=state["request_id"], received_at=state["received_at"],
+        transport=state["transport"],
     )
     return ChatCall(get_services(request), context)
 
