@@ -113,10 +113,13 @@ class SSEResponse(StreamingResponse):
             body, media_type="text/event-stream", headers={**NO_BUFFERING, **(headers or {})}
         )
         self._source = body
-        self._keepalive = keepalive or None
+        self._keepalive = keepalive
         self._frames: list[bytes] = []
         self._ready = asyncio.Event()
         self._done = False
+        self._quiet = False  # set by the keep-alive timer: nothing written for `keepalive` s
+        self._last_write = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Stream until the body ends or the client leaves (then the body is cancelled).
@@ -135,13 +138,18 @@ class SSEResponse(StreamingResponse):
         """Send frames as they gather, keep-alives in the gaps; the producer ends with us."""
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
+        loop = asyncio.get_running_loop()
+        self._last_write = loop.time()
+        # One timer for the whole response, not a timeout armed around every wait.
+        if self._keepalive:
+            self._timer = loop.call_later(self._keepalive, self._tick)
         producer = asyncio.create_task(self._produce())
         last = b""
         try:
             while not self._done or self._frames:
-                if not await self._wait():
-                    await self._send(send, KEEPALIVE)
-                    continue
+                if not self._ready.is_set():
+                    await self._ready.wait()
+                self._ready.clear()
                 if self._frames:
                     frames, self._frames = self._frames, []
                     body = frames[0] if len(frames) == 1 else b"".join(frames)
@@ -149,8 +157,14 @@ class SSEResponse(StreamingResponse):
                         last = body  # the body is over: its last frames end the response
                         break
                     await self._send(send, body)
+                elif self._quiet:
+                    await self._send(send, KEEPALIVE)
+                self._quiet = False
+                self._last_write = loop.time()
             await producer  # surface a failure of the body itself
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             # On a client disconnect this cancels the body: the stream is recorded as such.
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
@@ -182,16 +196,16 @@ class SSEResponse(StreamingResponse):
                 self._done = True
                 self._ready.set()
 
-    async def _wait(self) -> bool:
-        """Wait for frames (or the end); False when `keepalive` seconds passed without any."""
-        if not self._ready.is_set():
-            try:
-                async with asyncio.timeout(self._keepalive):
-                    await self._ready.wait()
-            except TimeoutError:
-                return False
-        self._ready.clear()
-        return True
+    def _tick(self) -> None:
+        """The keep-alive timer: wake the response loop once `keepalive` seconds have passed
+        since the last write, else look again when they will have."""
+        loop = asyncio.get_running_loop()
+        quiet_for = loop.time() - self._last_write
+        if quiet_for >= self._keepalive:
+            self._quiet = True
+            self._ready.set()
+            quiet_for = 0.0
+        self._timer = loop.call_later(self._keepalive - quiet_for, self._tick)
 
     @staticmethod
     async def _send(send: Send, body: bytes) -> None:

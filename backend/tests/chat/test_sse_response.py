@@ -155,6 +155,36 @@ async def test_a_quiet_stream_gets_keepalive_comments_between_frames() -> None:
     assert 2 <= writes.count(KEEPALIVE) <= 4
 
 
+async def test_frames_closer_together_than_the_keepalive_get_none_between_them() -> None:
+    # One timer serves the whole response: each time it fires it must measure the silence
+    # from the last write, not from when it was armed, or a steady stream would get
+    # keep-alives it does not need.
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(8):
+            yield f"data: {i}\n\n".encode()
+            await asyncio.sleep(0.06)
+
+    writes = await _run(SSEResponse(body(), keepalive=0.1))
+    assert KEEPALIVE not in [w for _, w in writes]
+    assert len(writes) == 8
+
+
+async def test_a_keepalive_comes_a_full_interval_after_the_last_write() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: a\n\n"
+        await asyncio.sleep(0.15)
+        yield b"data: b\n\n"
+        await asyncio.sleep(0.35)
+        yield b"data: c\n\n"
+
+    writes = await _run(SSEResponse(body(), keepalive=0.2))
+    keepalives = [t for t, w in writes if w == KEEPALIVE]
+    # Armed at 0, the timer fires at 0.2: only 0.05 s after `b`, too soon; the one
+    # keep-alive comes 0.2 s after `b` (0.15 + 0.2), and no other before `c` at 0.5.
+    assert len(keepalives) == 1
+    assert 0.34 <= keepalives[0] < 0.5
+
+
 async def test_a_client_that_leaves_cancels_the_body() -> None:
     closed = asyncio.Event()
     task = asyncio.create_task(_run(SSEResponse(_one_frame_then_silence(closed), keepalive=0)))
