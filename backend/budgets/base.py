@@ -44,7 +44,8 @@ class Charge:
         object.__setattr__(self, "field", f"{self.scope}:{self.name}")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class ScopeState:
     """A budget's counters in one period, as the store saw them."""
 
@@ -61,7 +62,8 @@ class ScopeState:
         return max(0, self.limit - self.spent - self.reserved)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class Admission:
     """A reservation's outcome: all budgets reserved, or none and the first without room."""
 

@@ -23,7 +23,8 @@ class _Counter:
     alerted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class _Reservation:
     amount: int
     keys: tuple[tuple[str, str], ...]  # (period id, field)

@@ -40,7 +40,8 @@ class RequestContext:
     budget: BudgetNote | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class PreparedChat:
     """A validated request, bound to its specialist and provider, ready to run.
 

@@ -41,7 +41,11 @@ class CompletionRequest:
     max_output_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed once built (the same for the other per-request
+# and per-token types here and in usage, budgets, ratelimit, chat, resilience):
+# a frozen dataclass sets each field through object.__setattr__, three times the
+# cost of a plain one, and these are built on every request or every token.
+@dataclass(slots=True)
 class Usage:
     """Token counts for one call. `reported` is False when we estimated them ourselves.
 
@@ -78,7 +82,7 @@ def _add(a: int | None, b: int | None) -> int | None:
     return None if a is None and b is None else (a or 0) + (b or 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextDelta:
     """A piece of streamed text, relayed to the client as it arrives."""
 
@@ -92,7 +96,7 @@ class Thinking:
     """A sign of life while the model reasons: counts for the first-token bound, shows nothing."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEnd:
     """The last event of every successful stream: the final usage and the model that answered.
 
@@ -108,7 +112,7 @@ class StreamEnd:
 StreamEvent = TextDelta | Thinking | StreamEnd
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Completion:
     """A finished non-streaming answer."""
 

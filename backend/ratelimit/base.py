@@ -26,7 +26,8 @@ class Bucket:
         return self.capacity / self.window_seconds
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class BucketState:
     """What one bucket holds after a take (or a refused take)."""
 
@@ -46,7 +47,8 @@ class BucketState:
         return max(0.0, (self.bucket.capacity - self.tokens) / self.bucket.refill_per_second)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class RateDecision:
     """The decision for one request, from the strictest bucket; what the headers report."""
 

@@ -42,7 +42,8 @@ class Attempted(Protocol):
     model: str
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class Answered(Generic[T]):
     """A call that succeeded: its value, and the provider and request that produced it."""
 

@@ -29,7 +29,8 @@ def bounded(text: str, limit: int) -> str:
     return text[: limit - len(marker)] + marker
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: built per request (see providers/base.py Usage).
+@dataclass(slots=True)
 class UsageRecord:
     """A row of `usage_log`, built once per request when the interaction ends."""
 
