@@ -154,7 +154,8 @@ class ChatService:
             raise
         finally:
             record = self._record(chat, outcome, streamed=False)
-        return ChatResponse(
+        # Built from our own typed values, not validated a second time.
+        return ChatResponse.model_construct(
             content=chat.pii.restore(completion.text),
             specialist_id=chat.specialist_id,
             specialist_name=chat.specialist.name,
