@@ -7,6 +7,11 @@ alone, /chat/send 3 %. The chat routes have fixed paths, so `ExactPaths` sends a
 for one of them straight to the route's own handler, as the router would once it had
 matched it. Anything else (another path, another method, a path under a `root_path`) goes
 to the router, unchanged, so its answers (404, 405, slash redirects) stay FastAPI's.
+
+A route whose handler is the lean one (`api/handler.py`) is also spared FastAPI's per-request
+wrapper: two AsyncExitStacks (for dependencies with `yield` and uploaded files, which it does
+not have) and a second exception-handling layer. Its exceptions reach ExceptionMiddleware,
+one layer up, which answers them with the same handlers.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fastapi.routing import APIRoute
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,23 +30,38 @@ class ExactPaths:
     def __init__(self, app: ASGIApp, router: object, routes: Iterable[BaseRoute]) -> None:
         self.app = app
         self.router = router
-        self.table: dict[str, APIRoute] = {}
+        self.table: dict[str, tuple[APIRoute, ASGIApp]] = {}
         for route in routes:
             if not isinstance(route, APIRoute) or route.param_convertors or (
                 route.path in self.table
             ):
                 raise ValueError(f"not a fixed path of its own: {route}")
-            self.table[route.path] = route
+            self.table[route.path] = (route, _direct(route) or route.app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A matched route's handler with the scope keys the router would set; else the router."""
         if scope["type"] == "http" and not scope.get("root_path"):
-            route = self.table.get(scope["path"])
-            if route is not None and scope["method"] in (route.methods or ()):
+            entry = self.table.get(scope["path"])
+            if entry is not None and scope["method"] in (entry[0].methods or ()):
+                route, app = entry
                 scope.setdefault("router", self.router)
                 scope["endpoint"] = route.endpoint
                 scope["path_params"] = {}
                 scope["route"] = route
-                await route.app(scope, receive, send)
+                await app(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _direct(route: APIRoute) -> ASGIApp | None:
+    """The route as a plain ASGI app, when its handler is the lean one and it has no body
+    limit of FastAPI's own (the portal bounds bodies in its own middleware); else None."""
+    if not getattr(route, "lean", False) or getattr(route, "max_body_size", None) is not None:
+        return None
+    handler = route.get_route_handler()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handler(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app

@@ -99,7 +99,7 @@ def test_the_portal_lists_its_chat_routes_and_they_are_the_routers_choice(
     async def send(message: Message) -> None:
         pass
 
-    for path, route in table.table.items():
+    for path, (route, _) in table.table.items():
         scope: dict[str, Any] = {
             "type": "http", "method": "POST", "path": path, "root_path": "", "headers": [],
             "query_string": b"", "app": app, "state": {},
@@ -108,3 +108,40 @@ def test_the_portal_lists_its_chat_routes_and_they_are_the_routers_choice(
         with pytest.raises(AttributeError, match="services"):
             asyncio.run(app.router.app(scope, receive, send))
         assert scope["route"] is route
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/chat/send", b'{"specialist_id": "no-such-one", "message": "hi"}'),  # PortalError: 404
+    ("/chat/send", b'{"message": ""}'),  # validation: 422
+    ("/chat/stream", b"{not json"),  # unparseable: 422 json_invalid
+    ("/v1/chat/completions", b'{"model": "no-such-one", "messages": []}'),  # OpenAI's shape
+])
+def test_a_lean_route_without_fastapis_wrapper_answers_as_it_did_with_it(
+    tmp_path: Path, path: str, body: bytes,
+) -> None:
+    """The chat routes skip FastAPI's per-request wrapper (its exit stacks and its own
+    exception layer); their errors must still come out exactly as through it: the same
+    status, body and headers, from the same handlers, one middleware layer up."""
+    answers = []
+    for direct in (True, False):
+        (tmp_path / str(direct)).mkdir()
+        app = create_app(make_settings(tmp_path / str(direct)))
+        table = app.router.middleware_stack
+        assert isinstance(table, ExactPaths)
+        route, wrapped = table.table[path]
+        assert wrapped is not route.app  # the portal's chat routes are lean
+        if not direct:
+            table.table = {p: (r, r.app) for p, (r, _) in table.table.items()}
+        with TestClient(app) as client:
+            answers.append(client.post(path, content=body,
+                                       headers={"content-type": "application/json"}))
+    ours, fastapis = answers
+    assert ours.status_code == fastapis.status_code >= 400
+    assert sorted(ours.headers) == sorted(fastapis.headers)
+    assert ours.headers["x-ratelimit-limit"] == fastapis.headers["x-ratelimit-limit"]
+    first, second = ours.json(), fastapis.json()
+    for answer in (first, second):  # each request's own id
+        answer.pop("request_id", None)
+        if isinstance(answer.get("error"), dict):
+            answer["error"].pop("request_id", None)
+    assert first == second
