@@ -3,6 +3,7 @@
     python -m bench.bench_lean [--rounds 5] [--duration 4] [--concurrency 16] [--check]
     python -m bench.bench_lean memory [--requests 200000] [--concurrency 16]
     python -m bench.bench_lean workers [--rounds 4] [--duration 4] [--concurrency 32]
+    python -m bench.bench_lean instructions [--requests 300]   # under callgrind
 
 Starts, each in its own process on 127.0.0.1: bench_chat's fake OpenAI upstream (20 text
 chunks per stream), bench/passthrough.py (the ~30-line FastAPI + aiohttp relay) and the
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from bench._common import Children, cpu_seconds, sigterm_as_exit
 from bench.bench_auth import signing_material
+from bench.lean_instructions import instructions
 from bench.lean_servers import (
     Endpoint,
     endpoints,
@@ -250,7 +252,7 @@ def main() -> None:
     """Command line: `python -m bench.bench_lean --help`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", nargs="?", default="compare",
-                        choices=["compare", "memory", "workers"])
+                        choices=["compare", "memory", "workers", "instructions"])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per point")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds per endpoint, once")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; median")
@@ -258,12 +260,16 @@ def main() -> None:
                         help="each point's time, cut into slices that alternate between "
                              "relay and portal")
     parser.add_argument("--concurrency", type=int, default=None, help="16 (workers: 32)")
-    parser.add_argument("--requests", type=int, default=200_000, help="memory: total requests")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="memory: total requests (200,000); instructions: per endpoint (300)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args()
     if args.concurrency is None:
         args.concurrency = 32 if args.mode == "workers" else 16
-    run = {"compare": compare, "memory": memory, "workers": workers}[args.mode]
+    if args.requests is None:
+        args.requests = 300 if args.mode == "instructions" else 200_000
+    run = {"compare": compare, "memory": memory, "workers": workers,
+           "instructions": instructions}[args.mode]
     try:
         sys.exit(run(args))
     except KeyboardInterrupt:  # every child was stopped in a `finally` by now
