@@ -195,13 +195,14 @@ class RateLimitedRoute(APIRoute):
 
     specialist_of: SpecialistOf = staticmethod(specialist_in_body)
     transport: str | None = None  # the metrics' label; None: `stream` or `send` by path
-    lean = False  # whether the handler is the lean one (set with the handler)
+    # The handler (rate limit, then the lean handler) when the lean one serves this route:
+    # ExactPaths calls it without FastAPI's per-request wrapper. None: FastAPI's handler.
+    lean_entry: Callable[[Request], Coroutine[Any, Any, Response]] | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler (or the lean one of a chat-shaped route), preceded by the rate
         limit."""
         lean = lean_handler(self, chat_call)
-        self.lean = lean is not None  # ExactPaths then calls it without FastAPI's wrapper
         handler = lean or super().get_route_handler()
         specialist_of = self.specialist_of
         transport = self.transport or ("stream" if self.path.endswith("/stream") else "send")
@@ -217,6 +218,7 @@ class RateLimitedRoute(APIRoute):
                 count_refusal(request, services.metrics, transport, exc)
                 raise
 
+        self.lean_entry = limited if lean is not None else None
         return limited
 
 

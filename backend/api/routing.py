@@ -56,9 +56,9 @@ class ExactPaths:
 def _direct(route: APIRoute) -> ASGIApp | None:
     """The route as a plain ASGI app, when its handler is the lean one and it has no body
     limit of FastAPI's own (the portal bounds bodies in its own middleware); else None."""
-    if not getattr(route, "lean", False) or getattr(route, "max_body_size", None) is not None:
+    handler = getattr(route, "lean_entry", None)
+    if handler is None or getattr(route, "max_body_size", None) is not None:
         return None
-    handler = route.get_route_handler()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         response = await handler(Request(scope, receive, send))

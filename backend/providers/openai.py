@@ -212,12 +212,11 @@ def _parse_chunk(provider: str, data: str) -> dict[str, Any]:
     # A compatible server or a proxy in between can garble a frame (an HTML error page,
     # say); that is a broken stream, not a bare JSONDecodeError escaping our error tree.
     try:
-        chunk = orjson.loads(data)
+        return body_object(provider, orjson.loads(data))
     except orjson.JSONDecodeError as exc:
         raise ProviderStreamCut(
             f"{provider} sent a stream frame that is not JSON", provider=provider
         ) from exc
-    return chunk if isinstance(chunk, dict) else body_object(provider, chunk)
 
 
 def body_error(provider: str, error: Any, *, billed: bool | None) -> ProviderError:
