@@ -38,6 +38,7 @@ from bench._common import Children, cpu_seconds, sigterm_as_exit
 from bench.bench_auth import signing_material
 from bench.lean_instructions import instructions
 from bench.lean_servers import (
+    ENDPOINTS,
     Endpoint,
     endpoints,
     load,
@@ -47,7 +48,6 @@ from bench.lean_servers import (
     start_portal,
 )
 
-ENDPOINTS = ("send", "stream", "v1", "v1-stream")
 TARGET_RATIO = 0.60
 TARGET_ADDED_MS = {"send": 1.0, "v1": 1.0, "stream": 1.5, "v1-stream": 1.5}
 

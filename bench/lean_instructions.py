@@ -11,7 +11,6 @@ The two servers run side by side: contention slows them but changes no count.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -19,19 +18,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import Children, child_env, free_port, wait_http
+from bench._common import Children, free_port, wait_http
 from bench.bench_auth import signing_material
-from bench.bench_chat import API_KEY, SPECIALIST, specialists_yaml
-from bench.lean_servers import Endpoint, endpoints, load, portal_env, start_fake
+from bench.bench_chat import uvicorn_args
+from bench.lean_servers import (
+    ENDPOINTS,
+    Endpoint,
+    endpoints,
+    load,
+    portal_env,
+    portal_folder,
+    relay_env,
+    start_fake,
+)
 
-ENDPOINTS = ("send", "stream", "v1", "v1-stream")
 START_TIMEOUT = 900.0  # a Python server's start-up under callgrind: one to three minutes
 
 
 def _under_callgrind(out: Path, app: str, port: int) -> list[str]:
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-            "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning"]
+    """The bench's usual one-worker uvicorn command, run by callgrind."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            *uvicorn_args(app, port)]
 
 
 def _count(children: Children, name: str, out: Path, ep: Endpoint, requests: int) -> float:
@@ -45,12 +52,15 @@ def _count(children: Children, name: str, out: Path, ep: Endpoint, requests: int
     before = set(out.parent.glob(out.name + ".*"))
     subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
     deadline = time.monotonic() + 60
-    while not (dumps := set(out.parent.glob(out.name + ".*")) - before):
+    while True:  # the dump is complete once its last line, `totals:`, is written
+        dumps = set(out.parent.glob(out.name + ".*")) - before
+        text = next(iter(dumps)).read_text() if dumps else ""
+        if "\ntotals:" in text:
+            break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name}: callgrind wrote no dump")
+            raise RuntimeError(f"{name}: callgrind wrote no complete dump")
         time.sleep(0.2)
-    time.sleep(0.5)  # let the dump finish
-    for line in next(iter(dumps)).read_text().splitlines():
+    for line in text.splitlines():
         if line.startswith("summary:"):
             return int(line.split()[1]) / done["requests"]
     raise RuntimeError(f"{name}: no summary line in the callgrind dump")
@@ -71,16 +81,11 @@ def instructions(args: argparse.Namespace) -> int:
             base = start_fake(children, tmp)
             jwks, token = signing_material()
             relay, portal = free_port(), free_port()
-            children.start("relay", _under_callgrind(tmp / "relay.cg", "bench.passthrough:app",
-                                                     relay), child_env(
-                OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY,
-                PASSTHROUGH_SPECIALIST=json.dumps(SPECIALIST),
-            ))
-            folder = tmp / "portal"
-            folder.mkdir()
-            (folder / "specialists.yaml").write_text(specialists_yaml())
-            children.start("portal", _under_callgrind(tmp / "portal.cg", "backend.main:app",
-                                                      portal), portal_env(folder, base, jwks))
+            children.start("relay", _under_callgrind(
+                tmp / "relay.cg", "bench.passthrough:app", relay), relay_env(base))
+            children.start("portal", _under_callgrind(
+                tmp / "portal.cg", "backend.main:app", portal),
+                portal_env(portal_folder(tmp, "portal"), base, jwks))
             for port in (relay, portal):
                 wait_http(children, f"http://127.0.0.1:{port}/health", timeout=START_TIMEOUT)
             eps = {"relay": endpoints(relay, {}, portal=False),

@@ -34,6 +34,7 @@ from bench.bench_chat import (
 )
 
 FIRST_TOKEN = b"word0"  # the fake's first text chunk
+ENDPOINTS = ("send", "stream", "v1", "v1-stream")
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,24 @@ def start_portal(
     if workers > 1:  # metrics across workers need prometheus-client's shared directory
         (tmp / f"prom-{name}").mkdir()
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / f"prom-{name}")
+    children.start(name, args, portal_env(portal_folder(tmp, name), base, jwks, **extra))
+    wait_http(children, f"http://127.0.0.1:{port}/health", timeout=60)
+    return port
+
+
+def portal_folder(tmp: Path, name: str) -> Path:
+    """A portal's own folder (its database, spool and specialists file live there)."""
     folder = tmp / name
     folder.mkdir()
     (folder / "specialists.yaml").write_text(specialists_yaml())
-    children.start(name, args, portal_env(folder, base, jwks, **extra))
-    wait_http(children, f"http://127.0.0.1:{port}/health", timeout=60)
-    return port
+    return folder
+
+
+def relay_env(base: str) -> dict[str, str]:
+    """The relay's environment: the fake upstream, its key and the bench specialist."""
+    return child_env(
+        OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY, PASSTHROUGH_SPECIALIST=json.dumps(SPECIALIST),
+    )
 
 
 def start_all(children: Children, tmp: Path) -> tuple[dict[str, dict[str, Endpoint]], str]:
@@ -119,9 +132,7 @@ def start_all(children: Children, tmp: Path) -> tuple[dict[str, dict[str, Endpoi
     base = start_fake(children, tmp)
     jwks, token = signing_material()
     relay = free_port()
-    children.start("relay", uvicorn_args("bench.passthrough:app", relay), child_env(
-        OPENAI_BASE_URL=base, OPENAI_API_KEY=API_KEY, PASSTHROUGH_SPECIALIST=json.dumps(SPECIALIST),
-    ))
+    children.start("relay", uvicorn_args("bench.passthrough:app", relay), relay_env(base))
     wait_http(children, f"http://127.0.0.1:{relay}/health")
     portal = start_portal(children, "portal", tmp, base, jwks)
     auth = {"Authorization": f"Bearer {token}"}
